@@ -1,0 +1,21 @@
+//! The one definition of the sessiongate session cookie, shared by the edge worker and
+//! the origin service.
+//!
+//! Everything here is pure: no I/O and no clock reads (callers pass `now`), so the same
+//! code runs natively and on `wasm32-unknown-unknown`.
+//!
+//! - [`keys`]: the `SESSION_KEYS` key ring (first key signs, all verify).
+//! - [`token`]: signing and verifying the HS256 token that carries the session id.
+//! - [`sid`]: the session id form, generation and its storage hash.
+//! - [`cookie`]: the cookie name rule, `Cookie` header parsing, `Set-Cookie` values.
+//! - [`paths`]: protected-prefix matching and the login redirect's `next` value.
+
+pub mod cookie;
+pub mod keys;
+pub mod paths;
+pub mod sid;
+pub mod token;
+
+pub use keys::{KeyRing, KeyRingError};
+pub use sid::SessionId;
+pub use token::{Rejection, VerifiedToken, sign, verify};

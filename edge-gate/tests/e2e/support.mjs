@@ -1,0 +1,220 @@
+// Helpers for the edge end-to-end test: a recording origin, `wrangler dev` as a managed
+// child process, plain HTTP requests, and HS256 session tokens minted independently of
+// the Rust code (node's crypto), so the edge is checked against the contract itself.
+
+import { spawn } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const crateDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const repoDir = path.resolve(crateDir, '..');
+const wranglerBin = path.join(crateDir, 'node_modules', '.bin', 'wrangler');
+
+const tempDirs = [];
+process.on('exit', () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh temporary directory, removed at process exit. */
+export function tempDir() {
+  const dir = mkdtempSync(path.join(tmpdir(), 'edge-gate-e2e-'));
+  tempDirs.push(dir);
+  return dir;
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+export async function freePort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/**
+ * An HTTP origin on 127.0.0.1 (random free port) that records every request it sees
+ * (method, path, query, headers, body) and answers with a JSON echo and two Set-Cookie
+ * headers. `/origin-redirect` answers 302 to `/redirect-target`.
+ */
+export async function startOrigin() {
+  const requests = [];
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => {
+      const url = new URL(req.url, 'http://origin.invalid');
+      const body = Buffer.concat(chunks);
+      requests.push({
+        method: req.method,
+        path: url.pathname,
+        query: req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '',
+        headers: req.headers,
+        body,
+      });
+      if (url.pathname === '/origin-redirect') {
+        res.writeHead(302, { Location: '/redirect-target', 'Cache-Control': 'no-store' });
+        res.end();
+        return;
+      }
+      res.writeHead(200, {
+        'Content-Type': 'application/json',
+        'Set-Cookie': ['first=1; Path=/', 'second=2; Path=/'],
+        'X-Origin': 'recording',
+      });
+      res.end(JSON.stringify({ path: url.pathname, bytes: body.length }));
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    requests,
+    clear() {
+      requests.length = 0;
+    },
+    async close() {
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
+
+const children = new Set();
+function killAll(signal) {
+  for (const child of children) {
+    try {
+      process.kill(-child.pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+process.on('exit', () => killAll('SIGKILL'));
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    killAll('SIGKILL');
+    process.exit(130);
+  });
+}
+
+/**
+ * Starts `wrangler dev` with the repository's wrangler.toml on 127.0.0.1:<free port>,
+ * with `vars` as `--var` overrides and secrets from `envFile` (which replaces any
+ * developer `.dev.vars`). Resolves once wrangler reports it is ready; rejects if it exits
+ * first or `deadlineMs` passes (a time box, not an assertion about speed).
+ */
+export async function startEdge({ vars, envFile, deadlineMs = 300_000 }) {
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const state = tempDir();
+  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port',
+    String(inspectorPort), '--persist-to', state, '--env-file', envFile,
+    '--show-interactive-dev-session=false', '--log-level', 'log'];
+  for (const [name, value] of Object.entries(vars)) args.push('--var', `${name}:${value}`);
+
+  const env = { ...process.env, WRANGLER_SEND_METRICS: 'false', WRANGLER_SEND_ERROR_REPORTS: 'false',
+    CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1', FORCE_COLOR: '0', CI: 'true' };
+  delete env.CLOUDFLARE_INCLUDE_PROCESS_ENV;
+  delete env.SESSION_KEYS;
+
+  const started = Date.now();
+  const child = spawn(wranglerBin, args, { cwd: repoDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let output = '';
+  const onData = (chunk) => { output += chunk.toString(); };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const exited = once(child, 'exit');
+
+  const edge = {
+    url: `http://127.0.0.1:${port}`,
+    get output() { return output; },
+    readyAfterMs: 0,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) { children.delete(child); return; }
+      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+      const timer = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, 10_000);
+      await exited;
+      clearTimeout(timer);
+      // workerd children may outlive wrangler's node process: end the whole group.
+      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+      children.delete(child);
+    },
+  };
+
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`wrangler dev not ready after ${deadlineMs} ms:\n${output}`)), deadlineMs);
+    const check = () => {
+      if (output.includes(`Ready on http://127.0.0.1:${port}`)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout.on('data', check);
+    child.stderr.on('data', check);
+    exited.then(([code, signal]) => {
+      clearTimeout(timer);
+      reject(new Error(`wrangler dev exited (${code ?? signal}) before it was ready:\n${output}`));
+    });
+  });
+  try {
+    await ready;
+  } catch (err) {
+    await edge.stop();
+    throw err;
+  }
+  edge.readyAfterMs = Date.now() - started;
+  console.log(`# wrangler dev on ${edge.url} ready after ${(edge.readyAfterMs / 1000).toFixed(1)} s (includes its no-op rebuild)`);
+  return edge;
+}
+
+/** Writes a dotenv file with `values` into a temporary directory; returns its path. */
+export function envFile(values) {
+  const file = path.join(tempDir(), 'edge.env');
+  writeFileSync(file, Object.entries(values).map(([k, v]) => `${k}="${v}"\n`).join(''));
+  return file;
+}
+
+/**
+ * One HTTP request with node:http (no redirect following, no cookie jar). Resolves to
+ * { status, headers, body } where headers keeps repeated Set-Cookie as an array.
+ */
+export function request(base, { method = 'GET', path: target = '/', headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const url = new URL(target, base);
+    const req = http.request(url, { method, headers, timeout: 30_000 }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`request to ${url} timed out`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const b64url = (value) => Buffer.from(value).toString('base64url');
+
+/** A 32-byte random key, base64url. */
+export const newKey = () => randomBytes(32).toString('base64url');
+
+/** A session id: 32 random bytes, base64url without padding (43 characters). */
+export const newSid = () => randomBytes(32).toString('base64url');
+
+/** An HS256 JWT over `claims` with header `{alg, typ, kid}`; `alg: 'none'` leaves the signature empty. */
+export function mint({ kid, key, claims, alg = 'HS256' }) {
+  const signingInput = `${b64url(JSON.stringify({ alg, typ: 'JWT', kid }))}.${b64url(JSON.stringify(claims))}`;
+  if (alg === 'none') return `${signingInput}.`;
+  const signature = createHmac('sha256', Buffer.from(key, 'base64url')).update(signingInput).digest('base64url');
+  return `${signingInput}.${signature}`;
+}

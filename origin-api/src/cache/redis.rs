@@ -1,0 +1,304 @@
+//! The Redis cache (fred). Fails fast while disconnected so callers can fall back at once;
+//! fred reconnects in the background.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use fred::types::{ClusterHash, CustomCommand, FromValue};
+use metrics::Counter;
+
+use super::{Cache, CacheError, keys};
+
+/// Reads the session entry, then the user entry it names: one round trip for a warm verify.
+/// The `userId` is found with a pattern, not `cjson.decode` (a quarter of the script's time
+/// in Redis, BENCHMARKS.md): entries are written by serde as `{"userId":"…",…}`. An id the
+/// pattern cannot read (an escape in it) returns no user entry, which the caller treats as
+/// a miss; the caller also checks that the user entry it gets is the session's user.
+const SESSION_AND_USER: &str = r#"
+local s = redis.call('GET', KEYS[1])
+if not s then return {false, false} end
+local id = string.match(s, '"userId":"([^"\]+)"')
+if not id then return {s, false} end
+return {s, redis.call('GET', ARGV[1] .. id)}
+"#;
+
+/// Fixed-window hit: INCR, start the expiry on the first hit, report the time left.
+const HIT_WINDOW: &str = r#"
+local c = redis.call('INCR', KEYS[1])
+local t = redis.call('PTTL', KEYS[1])
+if c == 1 or t < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  t = tonumber(ARGV[1])
+end
+return {c, t}
+"#;
+
+/// Writes an entry unless its guard is present (KEYS: entry, guard; ARGV: value, TTL in
+/// ms, "1" to write only where no entry is).
+const SET_UNLESS_GUARDED: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if ARGV[3] == '1' then
+  if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+/// Sets guards, then deletes entries (KEYS: guard, entry, guard, entry, ...; ARGV: the
+/// guards' TTL in ms).
+const GUARD_AND_DELETE: &str = r#"
+for i = 1, #KEYS, 2 do
+  redis.call('SET', KEYS[i], '1', 'PX', ARGV[1])
+  redis.call('DEL', KEYS[i + 1])
+end
+return 1
+"#;
+
+pub struct RedisCache {
+    client: Client,
+    session_and_user: Script,
+    hit_window: Script,
+    set_unless_guarded: Script,
+    guard_and_delete: Script,
+    /// `sessiongate_cache_round_trips_total`: one per command or script sent.
+    round_trips: Counter,
+}
+
+fn fail(e: Error) -> CacheError {
+    CacheError(e.to_string())
+}
+
+impl RedisCache {
+    /// Builds the client and starts connecting; a Redis that is down at start-up is not
+    /// fatal (the service degrades and fred keeps reconnecting).
+    pub async fn connect(url: &str, round_trips: Counter) -> Result<RedisCache, CacheError> {
+        let config = Config::from_url(url).map_err(fail)?;
+        let client = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+                c.max_command_attempts = 2;
+            })
+            .with_performance_config(|c| {
+                c.default_command_timeout = Duration::from_millis(1500);
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .build()
+            .map_err(fail)?;
+        client.connect();
+        if let Err(e) = tokio::time::timeout(Duration::from_secs(3), client.wait_for_connect())
+            .await
+            .map_err(|_| CacheError("timed out".into()))
+            .and_then(|r| r.map_err(fail))
+        {
+            tracing::warn!(error = %e, "redis not reachable at start-up; continuing degraded");
+        }
+        Ok(RedisCache {
+            client,
+            session_and_user: Script::from_lua(SESSION_AND_USER),
+            hit_window: Script::from_lua(HIT_WINDOW),
+            set_unless_guarded: Script::from_lua(SET_UNLESS_GUARDED),
+            guard_and_delete: Script::from_lua(GUARD_AND_DELETE),
+            round_trips,
+        })
+    }
+
+    /// The client for one round trip (counted), or an error at once while disconnected.
+    fn ready(&self) -> Result<&Client, CacheError> {
+        if self.client.is_connected() {
+            self.round_trips.increment(1);
+            Ok(&self.client)
+        } else {
+            Err(CacheError("not connected".into()))
+        }
+    }
+
+    pub async fn quit(&self) {
+        let _ = self.client.quit().await;
+    }
+
+    /// Runs `script` on `keys` with `EVALSHA`, pipelined like any other command.
+    ///
+    /// fred never pipelines its own `EVALSHA` (a `NOSCRIPT` reply in the middle of a pipeline
+    /// could be retried out of order), so every script call waited for the previous reply on
+    /// the shared connection: one warm verify in flight at a time, which capped the origin
+    /// near one Redis round trip per request (BENCHMARKS.md). Sent as a custom command it
+    /// pipelines. `NOSCRIPT` (Redis restarted, `SCRIPT FLUSH`) loads the script and retries
+    /// once; these scripts (a read, a counter) are correct in any order.
+    async fn eval<R: FromValue>(
+        &self,
+        client: &Client,
+        script: &Script,
+        keys: &[&str],
+        args: Vec<Value>,
+    ) -> Result<R, Error> {
+        // Cluster routing hashes the first key: argument 2 after the sha and the key count.
+        let command = || CustomCommand::new_static("EVALSHA", ClusterHash::Offset(2), false);
+        let mut all = Vec::with_capacity(2 + keys.len() + args.len());
+        all.push(Value::from(script.sha1().clone()));
+        all.push(Value::Integer(keys.len() as i64));
+        all.extend(keys.iter().map(|k| Value::from(*k)));
+        all.extend(args);
+        let args = all;
+        match client.custom(command(), args.clone()).await {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                self.round_trips.increment(2);
+                script.load(client).await?;
+                client.custom(command(), args).await
+            }
+            result => result,
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        self.ready()?.get(key).await.map_err(fail)
+    }
+
+    async fn get_session_and_user(
+        &self,
+        session_key: &str,
+    ) -> Result<(Option<String>, Option<String>), CacheError> {
+        let client = self.ready()?;
+        let mut values: Vec<Option<String>> = self
+            .eval(
+                client,
+                &self.session_and_user,
+                &[session_key],
+                vec![Value::from(keys::USER_PREFIX)],
+            )
+            .await
+            .map_err(fail)?;
+        values.resize(2, None);
+        let user = values.pop().flatten();
+        let session = values.pop().flatten();
+        Ok((session, user))
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), CacheError> {
+        let expire = ttl.map(|d| Expiration::PX(millis(d)));
+        self.ready()?
+            .set::<(), _, _>(key, value, expire, None, false)
+            .await
+            .map_err(fail)
+    }
+
+    async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, CacheError> {
+        let reply: Option<String> = self
+            .ready()?
+            .set(
+                key,
+                value,
+                Some(Expiration::PX(millis(ttl))),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await
+            .map_err(fail)?;
+        Ok(reply.is_some())
+    }
+
+    async fn set_unless_guarded(
+        &self,
+        key: &str,
+        guard: &str,
+        value: &str,
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Result<bool, CacheError> {
+        let client = self.ready()?;
+        let written: i64 = self
+            .eval(
+                client,
+                &self.set_unless_guarded,
+                &[key, guard],
+                vec![
+                    Value::from(value),
+                    Value::Integer(millis(ttl)),
+                    Value::from(if only_if_absent { "1" } else { "0" }),
+                ],
+            )
+            .await
+            .map_err(fail)?;
+        Ok(written == 1)
+    }
+
+    async fn guard_and_delete(
+        &self,
+        pairs: &[(String, String)],
+        guard_ttl: Duration,
+    ) -> Result<(), CacheError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&str> = pairs
+            .iter()
+            .flat_map(|(guard, key)| [guard.as_str(), key.as_str()])
+            .collect();
+        let client = self.ready()?;
+        self.eval::<i64>(
+            client,
+            &self.guard_and_delete,
+            &keys,
+            vec![Value::Integer(millis(guard_ttl))],
+        )
+        .await
+        .map(drop)
+        .map_err(fail)
+    }
+
+    async fn del(&self, keys: &[String]) -> Result<(), CacheError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.ready()?
+            .del::<i64, _>(keys.to_vec())
+            .await
+            .map(drop)
+            .map_err(fail)
+    }
+
+    async fn incr(&self, key: &str) -> Result<i64, CacheError> {
+        self.ready()?.incr(key).await.map_err(fail)
+    }
+
+    async fn hit_window(&self, key: &str, window: Duration) -> Result<(u64, Duration), CacheError> {
+        let client = self.ready()?;
+        let reply: Vec<i64> = self
+            .eval(
+                client,
+                &self.hit_window,
+                &[key],
+                vec![Value::Integer(millis(window))],
+            )
+            .await
+            .map_err(fail)?;
+        let count = reply.first().copied().unwrap_or(1).max(1);
+        let left = reply.get(1).copied().unwrap_or(0).max(0);
+        Ok((
+            u64::try_from(count).unwrap_or(1),
+            Duration::from_millis(u64::try_from(left).unwrap_or(0)),
+        ))
+    }
+
+    async fn ping(&self) -> Result<(), CacheError> {
+        self.ready()?
+            .ping::<String>(None)
+            .await
+            .map(drop)
+            .map_err(fail)
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}

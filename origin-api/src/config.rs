@@ -1,0 +1,467 @@
+//! All configuration, read once from environment variables (or any key → value map, so
+//! tests build it without touching the process environment).
+//!
+//! Every problem is reported as one line naming the variable.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use shared::KeyRing;
+
+/// A fixed-window limit: at most `max` requests per `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+/// The limits of the contract's rate-limit table.
+#[derive(Clone, Debug)]
+pub struct RateLimits {
+    pub login: Limit,
+    pub login_account: Limit,
+    pub register: Limit,
+    pub account_update_ip: Limit,
+    pub account_update_user: Limit,
+    pub password: Limit,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Where the signing keys came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// `SESSION_KEYS`.
+    Environment,
+    /// Generated and kept in this file (embedded mode, local use only).
+    LocalFile(PathBuf),
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub keys: KeyRing,
+    pub key_source: KeySource,
+    pub session_ttl: Duration,
+    pub session_max_age: Duration,
+    pub session_cache_ttl: Duration,
+    pub max_sessions_per_user: u32,
+    pub cookie_secure: bool,
+    pub trusted_proxies: Vec<IpNet>,
+    pub cron_secret: Option<String>,
+    pub bind_addr: SocketAddr,
+    pub log_format: LogFormat,
+    pub cleanup_interval: Duration,
+    pub rate_limits: RateLimits,
+    pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive (slow-body cut-off).
+    pub body_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print secrets or connection strings (they may carry passwords).
+        f.debug_struct("Config")
+            .field("bind_addr", &self.bind_addr)
+            .field("production", &self.is_production())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One configuration problem, naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+/// Parses `7d`, `12h`, `30m`, `45s` or plain seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = number.parse().ok()?;
+    let factor = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(factor).map(Duration::from_secs)
+}
+
+/// Parses `N/duration`, e.g. `5/60s` or `10/15m`.
+pub fn parse_limit(text: &str) -> Option<Limit> {
+    let (max, window) = text.trim().split_once('/')?;
+    let max: u32 = max.trim().parse().ok()?;
+    let window = parse_duration(window)?;
+    (max > 0 && !window.is_zero()).then_some(Limit { max, window })
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses a comma-separated CIDR list; a bare address is a single-host range.
+pub fn parse_cidrs(text: &str) -> Option<Vec<IpNet>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .ok()
+                .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+        })
+        .collect()
+}
+
+struct Vars<'a>(&'a HashMap<String, String>);
+
+impl Vars<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => parse_duration(v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                err(
+                    var,
+                    "expected a duration such as 7d, 12h, 30m, 45s or seconds",
+                )
+            }),
+        }
+    }
+
+    fn limit(&self, var: &'static str, default: Limit) -> Result<Limit, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => {
+                parse_limit(v).ok_or_else(|| err(var, "expected COUNT/DURATION such as 5/60s"))
+            }
+        }
+    }
+}
+
+const fn limit(max: u32, secs: u64) -> Limit {
+    Limit {
+        max,
+        window: Duration::from_secs(secs),
+    }
+}
+
+impl RateLimits {
+    pub const DEFAULT: RateLimits = RateLimits {
+        login: limit(5, 60),
+        login_account: limit(10, 15 * 60),
+        register: limit(5, 60),
+        account_update_ip: limit(20, 60),
+        account_update_user: limit(10, 60),
+        password: limit(5, 15 * 60),
+    };
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_map(&std::env::vars().collect())
+    }
+
+    /// Builds the configuration from variables. In embedded mode without `SESSION_KEYS` this
+    /// creates (or reads) the local signing key file under `DATA_DIR`.
+    pub fn from_map(map: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let vars = Vars(map);
+        let data_dir = PathBuf::from(vars.get("DATA_DIR").unwrap_or("./data"));
+        let database_url = match vars.get("DATABASE_URL") {
+            Some(url) => {
+                if !(url.starts_with("postgres://")
+                    || url.starts_with("postgresql://")
+                    || url.starts_with("sqlite:"))
+                {
+                    return Err(err("DATABASE_URL", "expected a postgres:// or sqlite: URL"));
+                }
+                url.to_owned()
+            }
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("sessiongate.db").display()
+            ),
+        };
+        let production = is_postgres(&database_url);
+        let redis_url = match vars.get("REDIS_URL") {
+            Some(url)
+                if url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("redis-cluster://")
+                    || url.starts_with("redis-sentinel://") =>
+            {
+                Some(url.to_owned())
+            }
+            Some(_) => return Err(err("REDIS_URL", "expected a redis:// URL")),
+            None => None,
+        };
+        let (keys, key_source) = match vars.get("SESSION_KEYS") {
+            Some(spec) => (
+                KeyRing::parse(spec).map_err(|e| err("SESSION_KEYS", e.to_string()))?,
+                KeySource::Environment,
+            ),
+            None if production => {
+                return Err(err(
+                    "SESSION_KEYS",
+                    "required when DATABASE_URL points to Postgres (production mode)",
+                ));
+            }
+            None => {
+                let path = data_dir.join("session.key");
+                (local_key(&path)?, KeySource::LocalFile(path))
+            }
+        };
+        let session_ttl = vars.duration("SESSION_TTL", Duration::from_secs(7 * 86_400))?;
+        let session_max_age = vars.duration("SESSION_MAX_AGE", Duration::from_secs(30 * 86_400))?;
+        if session_max_age < session_ttl {
+            return Err(err(
+                "SESSION_MAX_AGE",
+                "must not be shorter than SESSION_TTL",
+            ));
+        }
+        let session_cache_ttl = vars.duration("SESSION_CACHE_TTL", Duration::from_secs(300))?;
+        let max_sessions_per_user = match vars.get("MAX_SESSIONS_PER_USER") {
+            None => 20,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| err("MAX_SESSIONS_PER_USER", "expected a positive integer"))?,
+        };
+        let cookie_secure = match vars.get("COOKIE_SECURE") {
+            None => true,
+            Some(v) => {
+                parse_bool(v).ok_or_else(|| err("COOKIE_SECURE", "expected true or false"))?
+            }
+        };
+        let trusted_proxies = match vars.get("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(v) => parse_cidrs(v).ok_or_else(|| {
+                err(
+                    "TRUSTED_PROXIES",
+                    "expected comma-separated CIDRs such as 127.0.0.1/32",
+                )
+            })?,
+        };
+        let cron_secret = vars.get("CRON_SECRET").map(str::to_owned);
+        let bind_addr = match vars.get("BIND_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v
+                .parse()
+                .map_err(|_| err("BIND_ADDR", "expected host:port such as 127.0.0.1:8080"))?,
+        };
+        let log_format = match vars
+            .get("LOG_FORMAT")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("pretty") | Some("text") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(err("LOG_FORMAT", "expected json or pretty")),
+        };
+        let cleanup_interval = vars.duration("CLEANUP_INTERVAL", Duration::from_secs(3600))?;
+        let d = RateLimits::DEFAULT;
+        let rate_limits = RateLimits {
+            login: vars.limit("RATE_LIMIT_LOGIN", d.login)?,
+            login_account: vars.limit("RATE_LIMIT_LOGIN_ACCOUNT", d.login_account)?,
+            register: vars.limit("RATE_LIMIT_REGISTER", d.register)?,
+            account_update_ip: vars.limit("RATE_LIMIT_ACCOUNT_UPDATE_IP", d.account_update_ip)?,
+            account_update_user: vars
+                .limit("RATE_LIMIT_ACCOUNT_UPDATE_USER", d.account_update_user)?,
+            password: vars.limit("RATE_LIMIT_PASSWORD", d.password)?,
+        };
+        let header_read_timeout = vars.duration("HEADER_READ_TIMEOUT", Duration::from_secs(10))?;
+        let body_read_timeout = vars.duration("BODY_READ_TIMEOUT", Duration::from_secs(10))?;
+        let shutdown_grace = vars.duration("SHUTDOWN_GRACE", Duration::from_secs(30))?;
+        Ok(Config {
+            database_url,
+            redis_url,
+            keys,
+            key_source,
+            session_ttl,
+            session_max_age,
+            session_cache_ttl,
+            max_sessions_per_user,
+            cookie_secure,
+            trusted_proxies,
+            cron_secret,
+            bind_addr,
+            log_format,
+            cleanup_interval,
+            rate_limits,
+            header_read_timeout,
+            body_read_timeout,
+            shutdown_grace,
+        })
+    }
+
+    /// Postgres database: production mode.
+    pub fn is_production(&self) -> bool {
+        is_postgres(&self.database_url)
+    }
+
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Reads the embedded-mode key from `path`, creating it (32 random bytes, mode 0600) when
+/// missing.
+fn local_key(path: &Path) -> Result<KeyRing, ConfigError> {
+    use base64::Engine;
+    let fail = |e: std::io::Error| {
+        err(
+            "SESSION_KEYS",
+            format!("cannot use local key file {}: {e}", path.display()),
+        )
+    };
+    let encoded = match std::fs::read_to_string(path) {
+        Ok(text) => text.trim().to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(fail)?;
+            }
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| err("SESSION_KEYS", format!("no random source: {e}")))?;
+            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            write_private(path, &encoded).map_err(fail)?;
+            encoded
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    KeyRing::parse(&format!("local:{encoded}")).map_err(|e| {
+        err(
+            "SESSION_KEYS",
+            format!("local key file {}: {e}", path.display()),
+        )
+    })
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("12h"), Some(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("45s"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        for bad in ["", "d", "7x", "-1", "1.5h", "h7"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(parse_limit("5/60s"), Some(limit(5, 60)));
+        assert_eq!(parse_limit("10/15m"), Some(limit(10, 900)));
+        assert_eq!(parse_limit("0/1s"), None);
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let keys = (
+            "SESSION_KEYS",
+            "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        );
+        for (var, value) in [
+            ("SESSION_TTL", "soon"),
+            ("BODY_READ_TIMEOUT", "slow"),
+            ("COOKIE_SECURE", "maybe"),
+            ("TRUSTED_PROXIES", "not-a-cidr"),
+            ("BIND_ADDR", "nowhere"),
+            ("RATE_LIMIT_LOGIN", "5 per minute"),
+            ("LOG_FORMAT", "xml"),
+            ("MAX_SESSIONS_PER_USER", "0"),
+        ] {
+            let e = Config::from_map(&map(&[keys, (var, value)])).expect_err(var);
+            assert_eq!(e.var, var);
+            assert!(e.to_string().contains(var));
+        }
+        let e = Config::from_map(&map(&[("DATABASE_URL", "postgres://x/y")]))
+            .expect_err("keys required");
+        assert_eq!(e.var, "SESSION_KEYS");
+    }
+
+    #[test]
+    fn embedded_key_is_generated_once_and_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vars = map(&[("DATA_DIR", dir.path().to_str().expect("utf8"))]);
+        let a = Config::from_map(&vars).expect("config");
+        let b = Config::from_map(&vars).expect("config");
+        assert_eq!(a.key_source, b.key_source);
+        let KeySource::LocalFile(path) = &a.key_source else {
+            panic!("expected a local key")
+        };
+        assert_eq!(
+            std::fs::read_to_string(path).expect("read"),
+            std::fs::read_to_string(path).expect("read")
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(a.database_url.starts_with("sqlite://"));
+        assert!(!a.is_production());
+    }
+}

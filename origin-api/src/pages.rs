@@ -1,0 +1,478 @@
+//! The browser pages: HTML shells, CSS, JavaScript and the logo, compiled into the binary
+//! (`include_str!`/`include_bytes!`, no runtime file paths), served with strict security
+//! headers.
+//!
+//! The pages hold no session logic: each shell loads its script, which calls `/api/v1`
+//! and renders every state itself (loading, empty, error, session ended, no access). The
+//! one server-side decision is the login redirect target: `next` is sanitised with
+//! `shared::paths::safe_next` and embedded HTML-escaped in the page's `data-next`.
+
+use std::hash::{DefaultHasher, Hasher};
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{
+    CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue, IF_NONE_MATCH, LOCATION,
+};
+use hyper::{Response, StatusCode};
+
+/// The Content-Security-Policy of every page and asset: same-origin scripts, styles,
+/// fetches and form targets only; no inline script or style; never framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+     base-uri 'none'; frame-ancestors 'none'";
+
+/// Headers sent with every page and asset response.
+pub const SECURITY_HEADERS: [(&str, &str); 5] = [
+    ("content-security-policy", CONTENT_SECURITY_POLICY),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
+];
+
+/// `Cache-Control` of HTML pages.
+pub const HTML_CACHE_CONTROL: &str = "no-store";
+
+/// `Cache-Control` of assets: cache, but revalidate (ETag) so a new build shows at once.
+pub const ASSET_CACHE_CONTROL: &str = "no-cache";
+
+/// Where `/login` sends a user who arrived without a usable `next`.
+pub const DEFAULT_NEXT: &str = "/account";
+
+const HTML: &str = "text/html; charset=utf-8";
+
+/// A page the origin serves at a fixed path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    /// `/`: redirects to `/account` (the edge sends anonymous visitors on to `/login`).
+    Home,
+    Login,
+    Register,
+    Account,
+    Users,
+}
+
+impl Page {
+    /// Every page with its path, for the router.
+    pub const ALL: [(&'static str, Page); 5] = [
+        ("/", Page::Home),
+        ("/login", Page::Login),
+        ("/register", Page::Register),
+        ("/account", Page::Account),
+        ("/users", Page::Users),
+    ];
+
+    /// The page served at `path`, if any.
+    pub fn from_path(path: &str) -> Option<Page> {
+        Page::ALL
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, page)| *page)
+    }
+}
+
+/// The router's pattern for the static assets; the asset name is the rest of the path.
+pub const ASSET_ROUTE: &str = "/assets/{*path}";
+
+/// One embedded static file.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../assets/app.css"),
+    },
+    Asset {
+        name: "common.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/common.js"),
+    },
+    Asset {
+        name: "login.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/login.js"),
+    },
+    Asset {
+        name: "register.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/register.js"),
+    },
+    Asset {
+        name: "account.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/account.js"),
+    },
+    Asset {
+        name: "users.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/users.js"),
+    },
+    Asset {
+        name: "logo.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("../assets/logo.svg"),
+    },
+];
+
+const LOGIN_HTML: &str = include_str!("../assets/login.html");
+const REGISTER_HTML: &str = include_str!("../assets/register.html");
+const ACCOUNT_HTML: &str = include_str!("../assets/account.html");
+const USERS_HTML: &str = include_str!("../assets/users.html");
+
+/// The placeholder in the login and register shells that receives the sanitised `next`.
+const NEXT_SLOT: &str = "{{next}}";
+
+/// Adds the security headers to a response's headers.
+pub fn apply_security_headers(headers: &mut HeaderMap) {
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    cache: &'static str,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    apply_security_headers(headers);
+    resp
+}
+
+/// The response for a page; `query` is the raw query string (only `/login` and
+/// `/register` read it, for `next`).
+pub fn page(page: Page, query: Option<&str>) -> Response<Full<Bytes>> {
+    let html = match page {
+        Page::Home => {
+            let mut resp = respond(StatusCode::FOUND, HTML, HTML_CACHE_CONTROL, Bytes::new());
+            resp.headers_mut()
+                .insert(LOCATION, HeaderValue::from_static(DEFAULT_NEXT));
+            return resp;
+        }
+        Page::Login => with_next(LOGIN_HTML, query),
+        Page::Register => with_next(REGISTER_HTML, query),
+        Page::Account => ACCOUNT_HTML.to_owned(),
+        Page::Users => USERS_HTML.to_owned(),
+    };
+    respond(StatusCode::OK, HTML, HTML_CACHE_CONTROL, Bytes::from(html))
+}
+
+/// The safe `next` from a query string: percent-decoded, then kept only when
+/// `shared::paths::safe_next` accepts it.
+pub fn next_from_query(query: Option<&str>) -> Option<String> {
+    let raw = form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == "next")
+        .map(|(_, value)| value.into_owned())?;
+    shared::paths::safe_next(&raw).map(str::to_owned)
+}
+
+fn with_next(template: &str, query: Option<&str>) -> String {
+    let next = next_from_query(query).unwrap_or_default();
+    template.replace(NEXT_SLOT, &escape_attribute(&next))
+}
+
+/// Escapes text for a double-quoted HTML attribute.
+fn escape_attribute(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Strong ETags of the assets, computed once (a hash of the embedded bytes; the bytes
+/// only change with a new build).
+fn etags() -> &'static [HeaderValue] {
+    static ETAGS: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    ETAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|asset| {
+                let mut hasher = DefaultHasher::new();
+                hasher.write(asset.body);
+                let tag = format!("\"{:016x}-{:x}\"", hasher.finish(), asset.body.len());
+                HeaderValue::from_str(&tag).expect("hex digits form a valid header value")
+            })
+            .collect()
+    })
+}
+
+/// The response for `/assets/<name>`: the file, `304` when `If-None-Match` names its
+/// current ETag, or a JSON `404` for an unknown name.
+pub fn asset(name: &str, if_none_match: Option<&HeaderValue>) -> Response<Full<Bytes>> {
+    let Some(index) = ASSETS.iter().position(|a| a.name == name) else {
+        let body = Bytes::from_static(br#"{"error":"Not found"}"#);
+        return respond(
+            StatusCode::NOT_FOUND,
+            "application/json",
+            HTML_CACHE_CONTROL,
+            body,
+        );
+    };
+    let asset = &ASSETS[index];
+    let etag = &etags()[index];
+    let fresh = if_none_match
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == etag.to_str().unwrap_or("") || t.trim() == "*")
+        });
+    let (status, body) = if fresh {
+        (StatusCode::NOT_MODIFIED, Bytes::new())
+    } else {
+        (StatusCode::OK, Bytes::from_static(asset.body))
+    };
+    let mut resp = respond(status, asset.content_type, ASSET_CACHE_CONTROL, body);
+    resp.headers_mut().insert(ETAG, etag.clone());
+    resp
+}
+
+/// The asset name from a request path (`/assets/app.css` → `app.css`).
+pub fn asset_name(path: &str) -> &str {
+    path.strip_prefix("/assets/").unwrap_or("")
+}
+
+/// `If-None-Match` of a request, for [`asset`].
+pub fn if_none_match(headers: &HeaderMap) -> Option<&HeaderValue> {
+    headers.get(IF_NONE_MATCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn body(resp: Response<Full<Bytes>>) -> String {
+        let bytes = ready(resp.into_body().collect())
+            .expect("a Full body cannot fail")
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).expect("utf-8 body")
+    }
+
+    /// Polls a ready future (a `Full` body is always ready) without a runtime.
+    fn ready<F: std::future::Future>(fut: F) -> F::Output {
+        use std::task::{Context, Poll, Waker};
+        let mut fut = std::pin::pin!(fut);
+        let mut cx = Context::from_waker(Waker::noop());
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("a Full body is always ready"),
+        }
+    }
+
+    fn header<'a>(resp: &'a Response<Full<Bytes>>, name: &str) -> &'a str {
+        resp.headers()
+            .get(name)
+            .unwrap_or_else(|| panic!("missing {name}"))
+            .to_str()
+            .expect("ascii header")
+    }
+
+    fn login_next(query: &str) -> String {
+        let html = body(page(Page::Login, Some(query)));
+        let start = html.find("data-next=\"").expect("data-next") + "data-next=\"".len();
+        let end = start + html[start..].find('"').expect("closing quote");
+        html[start..end].to_owned()
+    }
+
+    #[test]
+    fn every_page_has_the_security_headers() {
+        for (path, page_kind) in Page::ALL {
+            let resp = page(page_kind, None);
+            assert_eq!(
+                header(&resp, "content-security-policy"),
+                CONTENT_SECURITY_POLICY,
+                "{path}"
+            );
+            assert_eq!(header(&resp, "x-content-type-options"), "nosniff", "{path}");
+            assert_eq!(header(&resp, "referrer-policy"), "same-origin", "{path}");
+            assert_eq!(header(&resp, "cache-control"), "no-store", "{path}");
+            assert!(CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));
+            if page_kind == Page::Home {
+                assert_eq!(resp.status(), StatusCode::FOUND);
+                assert_eq!(header(&resp, "location"), "/account");
+            } else {
+                assert_eq!(resp.status(), StatusCode::OK, "{path}");
+                assert_eq!(header(&resp, "content-type"), "text/html; charset=utf-8");
+            }
+        }
+    }
+
+    #[test]
+    fn pages_route_by_path() {
+        assert_eq!(Page::from_path("/login"), Some(Page::Login));
+        assert_eq!(Page::from_path("/users"), Some(Page::Users));
+        assert_eq!(Page::from_path("/login/"), None);
+        assert_eq!(Page::from_path("/accounting"), None);
+    }
+
+    #[test]
+    fn login_keeps_only_a_safe_relative_next() {
+        assert_eq!(login_next("next=/account"), "/account");
+        assert_eq!(
+            login_next("next=/users%3Fsearch%3Dann%26page%3D2"),
+            "/users?search=ann&amp;page=2"
+        );
+        assert_eq!(login_next("a=1&next=%2Faccount"), "/account");
+        for bad in [
+            "next=//evil.example",
+            "next=%2F%2Fevil.example",
+            "next=https://evil.example/",
+            "next=https%3A%2F%2Fevil.example",
+            "next=/%5Cevil.example",
+            "next=/%09/evil.example",
+            "next=/a%0D%0ASet-Cookie:x",
+            "next=javascript:alert(1)",
+            "next=account",
+            "next=",
+            "",
+        ] {
+            assert_eq!(login_next(bad), "", "{bad}");
+        }
+        assert_eq!(next_from_query(None), None);
+    }
+
+    #[test]
+    fn next_is_escaped_inside_the_attribute() {
+        let next = login_next("next=/x%22%3E%3Cscript%3Ealert(1)%3C/script%3E%27");
+        assert_eq!(
+            next,
+            "/x&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&#39;"
+        );
+        let html = body(page(Page::Login, Some("next=/x%22%3E%3Cscript%3E")));
+        assert!(!html.contains("\"><script>"));
+    }
+
+    #[test]
+    fn register_carries_next_too() {
+        let html = body(page(Page::Register, Some("next=/users")));
+        assert!(html.contains("data-next=\"/users\""));
+        assert!(!body(page(Page::Account, None)).contains(NEXT_SLOT));
+    }
+
+    /// `(attr, value)` for every `src="…"` / `href="…"` in an HTML document.
+    fn references(html: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for attr in ["src=\"", "href=\""] {
+            let mut rest = html;
+            while let Some(i) = rest.find(attr) {
+                rest = &rest[i + attr.len()..];
+                let end = rest.find('"').expect("closing quote");
+                out.push(rest[..end].to_owned());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn shells_need_no_inline_script_or_style() {
+        for html in [LOGIN_HTML, REGISTER_HTML, ACCOUNT_HTML, USERS_HTML] {
+            let lower = html.to_ascii_lowercase();
+            assert!(!lower.contains("<style"), "inline <style>");
+            assert!(!lower.contains(" style="), "inline style attribute");
+            assert!(!lower.contains("javascript:"), "javascript: URL");
+            let mut rest = lower.as_str();
+            while let Some(i) = rest.find("<script") {
+                let tag_end = rest[i..].find('>').expect("tag end") + i;
+                assert!(
+                    rest[i..tag_end].contains(" src=\"/assets/"),
+                    "inline <script>"
+                );
+                rest = &rest[tag_end..];
+            }
+            for attr in [
+                " onclick=",
+                " onload=",
+                " onerror=",
+                " onsubmit=",
+                " oninput=",
+                " onchange=",
+            ] {
+                assert!(!lower.contains(attr), "inline handler {attr}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_referenced_asset_is_embedded() {
+        for html in [LOGIN_HTML, REGISTER_HTML, ACCOUNT_HTML, USERS_HTML] {
+            for reference in references(html) {
+                if let Some(name) = reference.strip_prefix("/assets/") {
+                    assert_eq!(asset(name, None).status(), StatusCode::OK, "{reference}");
+                }
+            }
+        }
+        for asset_file in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            let text = std::str::from_utf8(asset_file.body).expect("utf-8 js");
+            for line in text.lines().filter(|l| l.contains("from './")) {
+                let start = line.find("from './").expect("import") + "from './".len();
+                let end = start + line[start..].find('\'').expect("quote");
+                let name = &line[start..end];
+                assert!(
+                    ASSETS.iter().any(|a| a.name == name),
+                    "{} imports {name}",
+                    asset_file.name
+                );
+            }
+            assert!(
+                !text.contains("innerHTML"),
+                "{} sets innerHTML",
+                asset_file.name
+            );
+        }
+    }
+
+    #[test]
+    fn assets_have_types_headers_and_etags() {
+        let css = asset("app.css", None);
+        assert_eq!(css.status(), StatusCode::OK);
+        assert_eq!(header(&css, "content-type"), "text/css; charset=utf-8");
+        assert_eq!(header(&css, "x-content-type-options"), "nosniff");
+        assert_eq!(header(&css, "cache-control"), ASSET_CACHE_CONTROL);
+        let etag = HeaderValue::from_str(header(&css, "etag")).expect("etag");
+        assert_eq!(
+            asset("app.css", Some(&etag)).status(),
+            StatusCode::NOT_MODIFIED
+        );
+        assert_eq!(body(asset("app.css", Some(&etag))), "");
+        let other = HeaderValue::from_static("\"nope\"");
+        assert_eq!(asset("app.css", Some(&other)).status(), StatusCode::OK);
+        assert_eq!(
+            header(&asset("account.js", None), "content-type"),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            header(&asset("logo.svg", None), "content-type"),
+            "image/svg+xml"
+        );
+        for missing in ["", "nope.js", "../Cargo.toml", "app.css/x"] {
+            let resp = asset(missing, None);
+            assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{missing}");
+            assert_eq!(header(&resp, "content-type"), "application/json");
+        }
+        assert_eq!(asset_name("/assets/app.css"), "app.css");
+        assert_eq!(asset_name("/elsewhere"), "");
+    }
+}

@@ -537,11 +537,14 @@ async fn session_limit_evicts_least_recently_used() {
     for t in [&t2, &t3, &t4] {
         assert_eq!(s.get("/api/v1/auth/me", Some(t)).await.status, 200);
     }
-    let items = s.audit_items(&t4, 5).await;
-    assert!(
-        items
-            .iter()
-            .any(|i| i["action"] == "session_revoke" && i["metadata"]["reason"] == "limit")
-    );
+    let revoke = s
+        .audit_item(&t4, |i| {
+            i["action"] == "session_revoke" && i["metadata"]["reason"] == "limit"
+        })
+        .await;
+    let oldest_id = shared::SessionId::parse(segment(&oldest, 1)["sid"].as_str().expect("sid"))
+        .expect("sid")
+        .storage_hash();
+    assert_eq!(revoke["metadata"]["sessionId"], oldest_id.as_str());
     s.stop().await;
 }

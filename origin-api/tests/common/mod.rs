@@ -205,6 +205,9 @@ impl Server {
             faults,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                // Below the server's 10 s header-read timeout, which closes idle keep-alive
+                // connections: a request must never race that close.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()
                 .expect("client"),
             vars,
@@ -383,6 +386,24 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("audit log never reached {n} items");
+    }
+
+    /// Waits (bounded) until the caller's audit log holds an item matching `wanted`, and
+    /// returns the log. Audit rows are written off the response path, so an event can land
+    /// after later ones: counting items is not enough to know that a given one is there.
+    pub async fn audit_item(&self, token: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..500 {
+            let r = self
+                .get("/api/v1/account/audit?pageSize=100", Some(token))
+                .await;
+            assert_eq!(r.status, 200);
+            let items = r.body["items"].as_array().cloned().unwrap_or_default();
+            if let Some(item) = items.into_iter().find(|i| wanted(i)) {
+                return item;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the expected audit item never appeared");
     }
 
     /// Runs SQL on the server's own database.

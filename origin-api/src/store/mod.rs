@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use metrics::Counter;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     DatabaseTransaction, DbBackend, DbErr, EntityTrait, IntoActiveModel, Order, PaginatorTrait,
@@ -75,6 +76,15 @@ impl Store {
             .connect_timeout(Duration::from_secs(3))
             .acquire_timeout(Duration::from_secs(3))
             .sqlx_logging(false);
+        if sqlite_path(url).is_some() {
+            // WAL: readers never wait for the writer and a commit is one append and one
+            // fsync (FULL keeps every acknowledged commit across power loss), so verifies
+            // and logins do not queue behind a role change or an audit insert.
+            options.map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+            });
+        }
         let db = Database::connect(options).await?;
         Ok(Store { db, queries })
     }

@@ -374,36 +374,37 @@ impl Server {
 
     /// Waits (bounded) until the caller's audit log has `n` items.
     pub async fn audit_items(&self, token: &str, n: usize) -> Vec<Value> {
-        for _ in 0..500 {
-            let r = self
-                .get("/api/v1/account/audit?pageSize=100", Some(token))
-                .await;
-            assert_eq!(r.status, 200);
-            let items = r.body["items"].as_array().cloned().unwrap_or_default();
-            if items.len() >= n {
-                return items;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("audit log never reached {n} items");
+        self.poll_audit(token, |items| (items.len() >= n).then_some(items))
+            .await
+            .unwrap_or_else(|| panic!("audit log never reached {n} items"))
     }
 
     /// Waits (bounded) until the caller's audit log holds an item matching `wanted`, and
-    /// returns the log. Audit rows are written off the response path, so an event can land
+    /// returns it. Audit rows are written off the response path, so an event can land
     /// after later ones: counting items is not enough to know that a given one is there.
     pub async fn audit_item(&self, token: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        self.poll_audit(token, |items| items.into_iter().find(|i| wanted(i)))
+            .await
+            .expect("the expected audit item never appeared")
+    }
+
+    /// Reads the caller's audit log (first 100 items) until `done` returns something.
+    async fn poll_audit<T>(
+        &self,
+        token: &str,
+        done: impl Fn(Vec<Value>) -> Option<T>,
+    ) -> Option<T> {
         for _ in 0..500 {
             let r = self
                 .get("/api/v1/account/audit?pageSize=100", Some(token))
                 .await;
             assert_eq!(r.status, 200);
-            let items = r.body["items"].as_array().cloned().unwrap_or_default();
-            if let Some(item) = items.into_iter().find(|i| wanted(i)) {
-                return item;
+            if let Some(found) = done(r.body["items"].as_array().cloned().unwrap_or_default()) {
+                return Some(found);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("the expected audit item never appeared");
+        None
     }
 
     /// Runs SQL on the server's own database.

@@ -77,19 +77,24 @@ fn read_response(stream: &mut TcpStream) -> (String, String) {
 
 /// Reads the rest of a short keep-alive response (headers and a `Content-Length` body).
 fn drain_response(stream: &mut TcpStream) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let head = String::from_utf8_lossy(&read_head(stream)).to_ascii_lowercase();
     let length = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .map_or(0, |v| v.trim().parse::<usize>().unwrap());
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body).unwrap();
+}
+
+/// Reads a response head up to and including its blank line, and nothing more.
+fn read_head(stream: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    head
 }
 
 fn json_request(method: &str, path: &str, body: &str) -> String {
@@ -245,12 +250,7 @@ fn sigterm_lets_an_in_flight_request_finish() {
     stream.write_all(headers.as_bytes()).unwrap();
     // hyper answers 100 Continue when the handler starts reading the body: from then on the
     // request is in flight, whatever the machine's load.
-    let mut interim = Vec::new();
-    let mut byte = [0u8; 1];
-    while !interim.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        interim.push(byte[0]);
-    }
+    let interim = read_head(&mut stream);
     assert!(interim.starts_with(b"HTTP/1.1 100"), "{interim:?}");
     stream.write_all(head.as_bytes()).unwrap();
     std::thread::sleep(Duration::from_millis(300));

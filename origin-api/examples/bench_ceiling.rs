@@ -33,7 +33,8 @@ use tokio::net::TcpListener;
 enum Read {
     /// One `GET` of the key.
     Get(Client),
-    /// The warm verify's script on the session key.
+    /// The warm verify's read through the origin's own cache client (one `GET` since the
+    /// session entry carries the user).
     Script(Arc<RedisCache>),
 }
 
@@ -42,9 +43,9 @@ impl Read {
         match self {
             Read::Get(client) => client.get(key).await.map_err(|e| e.to_string()),
             Read::Script(cache) => cache
-                .get_session_and_user(key)
+                .get(key)
                 .await
-                .map(|(_, user)| user.map(Bytes::from))
+                .map(|v| v.map(Bytes::from))
                 .map_err(|e| e.to_string()),
         }
     }

@@ -56,15 +56,23 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             let (median, rate) = runtime.block_on(async move {
                 let passwords = std::sync::Arc::new(
-                    origin_api::password::Passwords::new(metrics::Gauge::noop()).await?,
+                    origin_api::passwords::Passwords::new(
+                        n.max(64),
+                        origin_api::passwords::PoolMetrics::detached(),
+                    )
+                    .await?,
                 );
-                let stored = passwords.hash("bench-password-1".into()).await?;
+                let password = || {
+                    origin_api::domain::types::Password::offered(
+                        "password",
+                        "bench-password-1".into(),
+                    )
+                };
+                let stored = passwords.hash(password()?).await?;
                 let mut times = Vec::with_capacity(n);
                 for _ in 0..n.max(1) {
                     let started = Instant::now();
-                    let checked = passwords
-                        .verify("bench-password-1".into(), Some(stored.clone()))
-                        .await?;
+                    let checked = passwords.verify(password()?, Some(stored.clone())).await?;
                     times.push(started.elapsed().as_secs_f64() * 1000.0);
                     anyhow::ensure!(checked.ok, "the password must verify");
                 }
@@ -75,11 +83,8 @@ fn main() -> anyhow::Result<()> {
                     .map(|_| {
                         let passwords = passwords.clone();
                         let stored = stored.clone();
-                        tokio::spawn(async move {
-                            passwords
-                                .verify("bench-password-1".into(), Some(stored))
-                                .await
-                        })
+                        let password = password();
+                        tokio::spawn(async move { passwords.verify(password?, Some(stored)).await })
                     })
                     .collect();
                 for job in jobs {

@@ -4,45 +4,45 @@
 
 use std::sync::Arc;
 
-use crate::app::App;
 use crate::cache::keys;
-use crate::error::ApiResult;
-use crate::session::whole_seconds;
+use crate::clock::whole_seconds;
+use crate::domain::core::Core;
+use crate::domain::error::{DomainResult, short};
 
 /// Deletes every expired session now; returns how many.
-pub async fn run_once(app: &App) -> ApiResult<u64> {
-    let now = whole_seconds(app.clock.now());
-    let deleted = app.store.delete_expired(now).await?;
-    app.metrics.cleanup_deleted.increment(deleted);
+pub async fn run_once(core: &Core) -> DomainResult<u64> {
+    let now = whole_seconds(core.clock.now());
+    let deleted = core.store.delete_expired(now).await?;
+    core.metrics.cleanup_deleted.increment(deleted);
     Ok(deleted)
 }
 
-/// The periodic job; returns when `stop` fires.
-pub async fn periodic(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let interval = app.config.cleanup_interval;
+/// The periodic job; returns when `stop` is cancelled.
+pub async fn periodic(core: Arc<Core>, stop: tokio_util::sync::CancellationToken) {
+    let interval = core.policy.cleanup_interval;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = stop.changed() => return,
+            () = stop.cancelled() => return,
         }
         // Only one instance per interval: the lock expires with the interval.
-        match app.cache.set_nx(keys::CLEANUP_LOCK, "1", interval).await {
+        match core.cache.set_nx(keys::CLEANUP_LOCK, "1", interval).await {
             Ok(false) => continue,
             Ok(true) => {}
             Err(e) => {
                 tracing::debug!(error = %e, "cleanup lock unavailable; relying on the database lock")
             }
         }
-        let now = whole_seconds(app.clock.now());
-        match app.store.delete_expired_exclusive(now).await {
+        let now = whole_seconds(core.clock.now());
+        match core.store.delete_expired_exclusive(now).await {
             Ok(Some(n)) => {
-                app.metrics.cleanup_deleted.increment(n);
+                core.metrics.cleanup_deleted.increment(n);
                 tracing::info!(deleted = n, "expired sessions cleaned up");
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %crate::error::short(&e), "cleanup failed"),
+            Err(e) => tracing::warn!(error = %short(&e), "cleanup failed"),
         }
     }
 }

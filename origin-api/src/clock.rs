@@ -54,3 +54,9 @@ impl Clock for ManualClock {
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
+
+/// `t` without sub-second digits: cookies carry whole seconds, so rows and cache do too.
+pub fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    t.with_nanosecond(0).unwrap_or(t)
+}

@@ -45,6 +45,75 @@ pub enum KeySource {
     LocalFile(PathBuf),
 }
 
+/// The origin's public scheme, host and port (`PUBLIC_URL`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Lower-cased host.
+    pub host: String,
+    /// The port, `None` when it is the scheme's default.
+    pub port: Option<u16>,
+}
+
+impl PublicUrl {
+    /// Parses `https://app.example[:port][/]` (no path, query or credentials).
+    pub fn parse(text: &str) -> Option<PublicUrl> {
+        let (scheme, rest) = text.trim().split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return None;
+        }
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+            return None;
+        }
+        let (host, port) = split_authority(authority)?;
+        let port = port.filter(|p| Some(*p) != default_port(&scheme));
+        Some(PublicUrl { scheme, host, port })
+    }
+
+    /// `scheme://host[:port]`.
+    pub fn origin(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}://{}:{port}", self.scheme, self.host),
+            None => format!("{}://{}", self.scheme, self.host),
+        }
+    }
+}
+
+/// The default port of `http` and `https`.
+pub fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+/// `host[:port]` → lower-cased host and port; IPv6 literals in brackets. `None` when the
+/// port is not a number.
+pub fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
+    let authority = authority.trim();
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        (format!("[{host}]"), after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), Some(port)),
+            None => (authority.to_owned(), None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok()?),
+        None => None,
+    };
+    Some((host.to_ascii_lowercase(), port))
+}
+
 #[derive(Clone)]
 pub struct Config {
     pub database_url: String,
@@ -66,6 +135,24 @@ pub struct Config {
     /// How long a request body may take to arrive (slow-body cut-off).
     pub body_read_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// `PUBLIC_URL`: what the CSRF rule compares a request's `Origin` against.
+    pub public_url: Option<PublicUrl>,
+    /// `HSTS_MAX_AGE` (`None`: off).
+    pub hsts_max_age: Option<Duration>,
+    /// `EDGE_SECRET`: when set, a trusted peer's forwarded headers count only with it.
+    pub edge_secret: Option<String>,
+    /// `RATE_LIMIT_IPV6_PREFIX`: IPv6 clients are keyed by this network.
+    pub ipv6_prefix: u8,
+    /// `PASSWORD_QUEUE_MAX`: hashing jobs that may wait.
+    pub password_queue_max: usize,
+    /// `METRICS_ADDR`: a listener of its own for `/metrics`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `METRICS_TOKEN`: the bearer token for `/metrics` on the public listener.
+    pub metrics_token: Option<String>,
+    /// `SESSION_TOUCH_INTERVAL`: `lastUsedAt` is written at most this often per session.
+    pub session_touch_interval: Duration,
+    /// `MEMORY_CACHE_CAPACITY`: entries the in-process cache holds at most.
+    pub memory_cache_capacity: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -162,6 +249,17 @@ impl Vars<'_> {
         }
     }
 
+    fn positive(&self, var: &'static str, default: u64) -> Result<u64, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| err(var, "expected a positive integer")),
+        }
+    }
+
     fn limit(&self, var: &'static str, default: Limit) -> Result<Limit, ConfigError> {
         match self.get(var) {
             None => Ok(default),
@@ -254,14 +352,8 @@ impl Config {
             ));
         }
         let session_cache_ttl = vars.duration("SESSION_CACHE_TTL", Duration::from_secs(300))?;
-        let max_sessions_per_user = match vars.get("MAX_SESSIONS_PER_USER") {
-            None => 20,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| err("MAX_SESSIONS_PER_USER", "expected a positive integer"))?,
-        };
+        let max_sessions_per_user = u32::try_from(vars.positive("MAX_SESSIONS_PER_USER", 20)?)
+            .map_err(|_| err("MAX_SESSIONS_PER_USER", "too large"))?;
         let cookie_secure = match vars.get("COOKIE_SECURE") {
             None => true,
             Some(v) => {
@@ -307,6 +399,53 @@ impl Config {
         let header_read_timeout = vars.duration("HEADER_READ_TIMEOUT", Duration::from_secs(10))?;
         let body_read_timeout = vars.duration("BODY_READ_TIMEOUT", Duration::from_secs(10))?;
         let shutdown_grace = vars.duration("SHUTDOWN_GRACE", Duration::from_secs(30))?;
+        let public_url = match vars.get("PUBLIC_URL") {
+            None => None,
+            Some(v) => Some(PublicUrl::parse(v).ok_or_else(|| {
+                err(
+                    "PUBLIC_URL",
+                    "expected scheme://host[:port] such as https://app.example",
+                )
+            })?),
+        };
+        let hsts_max_age = match vars.get("HSTS_MAX_AGE") {
+            None => Some(Duration::from_secs(365 * 86_400)),
+            Some(v) => match parse_duration(v) {
+                Some(d) if d.is_zero() => None,
+                Some(d) => Some(d),
+                None => {
+                    return Err(err(
+                        "HSTS_MAX_AGE",
+                        "expected a duration such as 365d, or 0 to switch it off",
+                    ));
+                }
+            },
+        };
+        let edge_secret = vars.get("EDGE_SECRET").map(str::to_owned);
+        if edge_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(err("EDGE_SECRET", "must be at least 16 characters"));
+        }
+        let ipv6_prefix = match vars.get("RATE_LIMIT_IPV6_PREFIX") {
+            None => 64,
+            Some(v) => v
+                .parse::<u8>()
+                .ok()
+                .filter(|p| (1..=128).contains(p))
+                .ok_or_else(|| err("RATE_LIMIT_IPV6_PREFIX", "expected 1 to 128"))?,
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let password_queue_max = vars.positive("PASSWORD_QUEUE_MAX", 64 * cores as u64)? as usize;
+        let metrics_addr =
+            match vars.get("METRICS_ADDR") {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|_| {
+                    err("METRICS_ADDR", "expected host:port such as 127.0.0.1:9100")
+                })?),
+            };
+        let metrics_token = vars.get("METRICS_TOKEN").map(str::to_owned);
+        let session_touch_interval =
+            vars.duration("SESSION_TOUCH_INTERVAL", Duration::from_secs(60))?;
+        let memory_cache_capacity = vars.positive("MEMORY_CACHE_CAPACITY", 100_000)?;
         Ok(Config {
             database_url,
             redis_url,
@@ -326,6 +465,15 @@ impl Config {
             header_read_timeout,
             body_read_timeout,
             shutdown_grace,
+            public_url,
+            hsts_max_age,
+            edge_secret,
+            ipv6_prefix,
+            password_queue_max,
+            metrics_addr,
+            metrics_token,
+            session_touch_interval,
+            memory_cache_capacity,
         })
     }
 
@@ -336,6 +484,14 @@ impl Config {
 
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Sessions and user pages are cached only where every instance sees the same cache:
+    /// Redis, or the single process of the embedded SQLite default. Several instances on
+    /// one Postgres without Redis would each keep their own copy, and one instance would
+    /// serve a session another had revoked; there every verify asks the database.
+    pub fn caches_sessions(&self) -> bool {
+        self.redis_url.is_some() || !self.is_production()
     }
 }
 
@@ -431,6 +587,13 @@ mod tests {
             ("RATE_LIMIT_LOGIN", "5 per minute"),
             ("LOG_FORMAT", "xml"),
             ("MAX_SESSIONS_PER_USER", "0"),
+            ("PUBLIC_URL", "app.example"),
+            ("PUBLIC_URL", "https://app.example/path"),
+            ("HSTS_MAX_AGE", "forever"),
+            ("EDGE_SECRET", "short"),
+            ("RATE_LIMIT_IPV6_PREFIX", "129"),
+            ("PASSWORD_QUEUE_MAX", "0"),
+            ("METRICS_ADDR", "nowhere"),
         ] {
             let e = Config::from_map(&map(&[keys, (var, value)])).expect_err(var);
             assert_eq!(e.var, var);
@@ -439,6 +602,29 @@ mod tests {
         let e = Config::from_map(&map(&[("DATABASE_URL", "postgres://x/y")]))
             .expect_err("keys required");
         assert_eq!(e.var, "SESSION_KEYS");
+    }
+
+    #[test]
+    fn public_urls() {
+        let u = PublicUrl::parse("HTTPS://App.Example:443/").unwrap();
+        assert_eq!(
+            (u.scheme.as_str(), u.host.as_str(), u.port),
+            ("https", "app.example", None)
+        );
+        assert_eq!(u.origin(), "https://app.example");
+        let u = PublicUrl::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(u.origin(), "http://127.0.0.1:8080");
+        let u = PublicUrl::parse("http://[::1]:80").unwrap();
+        assert_eq!(u.origin(), "http://[::1]");
+        for bad in [
+            "ftp://x",
+            "https://",
+            "https://a/b",
+            "https://u@a",
+            "https://a:x",
+        ] {
+            assert_eq!(PublicUrl::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,38 +1,36 @@
-//! sessiongate's origin: the authoritative session service (hyper + tokio).
+//! sessiongate's origin: the authoritative session service (axum on hyper + tokio).
 //!
-//! Layers, outermost first: [`http`] (the only module that knows HTTP) → [`authz`],
-//! [`session`], [`users`], [`cleanup`] (the lifecycle as plain async functions) →
-//! [`store`] (Postgres/SQLite via sea-orm), [`cache`] (Redis or in-process),
-//! [`password`] (argon2id pool), [`ratelimit`], [`audit`]. [`config`] reads the
-//! environment, [`clock`] tells the time, [`metrics`] counts.
+//! Layers, outermost first: [`http`] (the only module that knows HTTP: the router,
+//! extractors, handlers, pages) → [`domain`] (the session lifecycle, accounts,
+//! administration and the audit log as plain async functions over a
+//! [`domain::core::Core`]) → [`store`] (Postgres/SQLite via sea-orm), [`cache`] (Redis or
+//! in-process, with the session-entry protocol), [`passwords`] (the argon2id pool),
+//! [`ratelimit`], [`background`] (tracked off-path work). [`config`] reads the environment,
+//! [`app`] composes the parts, [`clock`] tells the time, [`metrics`] counts.
 //!
 //! Entry points: [`serve`] / [`serve_with`] (tests start a server on an ephemeral port),
 //! [`run`] (the binary), and the one-shot commands [`migrate`], [`create_admin`],
 //! [`cleanup_once`].
 
 pub mod app;
-pub mod audit;
-pub mod authz;
+pub mod background;
 pub mod cache;
 pub mod cleanup;
 pub mod clock;
 pub mod config;
-pub mod error;
+pub mod domain;
 pub mod http;
 pub mod metrics;
-pub mod pages;
-pub mod password;
+pub mod passwords;
 pub mod ratelimit;
-pub mod session;
 pub mod store;
-pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub use app::{App, Options};
 pub use cache::FaultSwitch;
@@ -42,10 +40,11 @@ pub use config::{Config, LogFormat};
 /// A running server.
 pub struct ServerHandle {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     app: Arc<App>,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     server: tokio::task::JoinHandle<()>,
-    cleanup: tokio::task::JoinHandle<()>,
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -53,17 +52,24 @@ impl ServerHandle {
         self.addr
     }
 
-    /// The running service's state (tests read metrics through HTTP, not this).
+    /// Where `METRICS_ADDR` is served, when it is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The running service (tests reach the cache through it to stage races).
     pub fn app(&self) -> &Arc<App> {
         &self.app
     }
 
-    /// Stops accepting, finishes in-flight requests, stops the cleanup job and closes
-    /// connections to the database and cache.
+    /// Stops accepting, finishes in-flight requests (up to `SHUTDOWN_GRACE`), finishes
+    /// background work (bounded) and closes the database and cache connections.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = self.server.await;
-        let _ = self.cleanup.await;
+        if let Some(m) = self.metrics_server {
+            let _ = m.await;
+        }
         self.app.close().await;
     }
 }
@@ -85,26 +91,56 @@ pub async fn serve(
     .await
 }
 
-/// Starts the service on `listener` with explicit [`Options`].
+/// Starts the service on `listener` with explicit [`Options`] (and the `METRICS_ADDR`
+/// listener when configured).
 pub async fn serve_with(
     config: Config,
     listener: TcpListener,
     options: Options,
 ) -> anyhow::Result<ServerHandle> {
     let addr = listener.local_addr().context("listener address")?;
-    let app = App::start(config, options).await?;
-    let (stop, stopped) = watch::channel(false);
-    let mut server_stop = stopped.clone();
-    let server = tokio::spawn(http::run(app.clone(), listener, async move {
-        let _ = server_stop.wait_for(|s| *s).await;
-    }));
-    let cleanup = tokio::spawn(cleanup::periodic(app.clone(), stopped));
+    let metrics_listener = match config.metrics_addr {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .with_context(|| format!("METRICS_ADDR: cannot listen on {at}"))?,
+        ),
+        None => None,
+    };
+    let app = Arc::new(App::start(config, options).await?);
+    app.start_jobs();
+    let stop = CancellationToken::new();
+    let c = &app.config;
+    let server = tokio::spawn(http::serve(
+        http::service(http::router(app.state())),
+        listener,
+        c.header_read_timeout,
+        c.body_read_timeout,
+        c.shutdown_grace,
+        stop.clone().cancelled_owned(),
+    ));
+    let mut metrics_addr = None;
+    let metrics_server = match metrics_listener {
+        Some(listener) => {
+            metrics_addr = listener.local_addr().ok();
+            Some(tokio::spawn(http::serve(
+                http::service(http::metrics_router(app.state())),
+                listener,
+                c.header_read_timeout,
+                c.body_read_timeout,
+                c.shutdown_grace,
+                stop.clone().cancelled_owned(),
+            )))
+        }
+        None => None,
+    };
     Ok(ServerHandle {
         addr,
+        metrics_addr,
         app,
         stop,
         server,
-        cleanup,
+        metrics_server,
     })
 }
 
@@ -121,24 +157,32 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-fn warn_local_key(config: &Config) {
+fn warn_about(config: &Config) {
     if let config::KeySource::LocalFile(path) = &config.key_source {
         tracing::warn!(
             path = %path.display(),
             "SESSION_KEYS not set: using a generated signing key kept in the data directory; for local use only"
         );
     }
+    if !config.caches_sessions() {
+        tracing::info!(
+            "Postgres without REDIS_URL: sessions are verified against the database on every request, so several instances see each other's revocations at once; rate limits count per instance"
+        );
+    }
 }
 
 /// The service: binds `BIND_ADDR` and serves until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    warn_local_key(&config);
+    warn_about(&config);
     let listener = TcpListener::bind(config.bind_addr)
         .await
         .with_context(|| format!("BIND_ADDR: cannot listen on {}", config.bind_addr))?;
     let production = config.is_production();
     let handle = serve(config, listener, Arc::new(SystemClock)).await?;
     tracing::info!(addr = %handle.addr(), production, "origin-api listening");
+    if let Some(at) = handle.metrics_addr() {
+        tracing::info!(addr = %at, "metrics listening");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     handle.shutdown().await;
@@ -166,105 +210,39 @@ async fn shutdown_signal() {
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<store::Store> {
-    let metrics = metrics::Metrics::new();
-    let store = store::Store::connect(&config.database_url, metrics.db_queries.clone())
-        .await
-        .map_err(|e| anyhow!("cannot open the database: {}", error::short(&e)))?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| anyhow!("cannot migrate the database: {}", error::short(&e)))?;
-    Ok(store)
-}
-
 /// Applies migrations and returns.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    open_store(config).await?.close().await;
+    let metrics = metrics::Metrics::new();
+    app::open_store(config, &metrics).await?.close().await;
     Ok(())
 }
 
 /// Creates the user as ADMIN, or promotes (and sets the password of) an existing one.
-/// Returns true when created.
+/// Returns true when created. With Redis, running instances see a promotion on the user's
+/// very next request; the embedded in-process cache belongs to the serving process, where
+/// a cached session keeps the old role for at most `SESSION_CACHE_TTL`.
 pub async fn create_admin(config: &Config, email: &str, password: String) -> anyhow::Result<bool> {
-    let email = session::normalise_email(email);
-    if !session::valid_email(&email) {
-        return Err(anyhow!("--email: not a valid email address"));
-    }
-    if password.len() < password::MIN_BYTES || password.len() > password::MAX_BYTES {
-        return Err(anyhow!("password: must be 8 to 1024 bytes"));
-    }
-    let store = open_store(config).await?;
-    let metrics = metrics::Metrics::new();
-    let passwords = password::Passwords::new(metrics.password_queue.clone())
-        .await
-        .map_err(|e| anyhow!("password hashing: {e}"))?;
-    let hash = passwords
-        .hash(password)
-        .await
-        .map_err(|e| anyhow!("password hashing: {e}"))?;
-    let now = session::whole_seconds(chrono::Utc::now());
-    let created = store
-        .upsert_admin(store::user::Model {
-            id: uuid::Uuid::now_v7().to_string(),
-            email: email.clone(),
-            name: None,
-            password_hash: hash,
-            role: "ADMIN".into(),
-            created_at: now,
-            updated_at: now,
-        })
-        .await
-        .map_err(|e| match e {
-            store::WriteError::Duplicate => anyhow!("email already registered"),
-            store::WriteError::Db(e) => anyhow!("database: {}", error::short(&e)),
-        })?;
-    if let Some(url) = &config.redis_url {
-        let user = store
-            .user_by_email(&email)
-            .await
-            .map_err(|e| anyhow!("database: {}", error::short(&e)))?;
-        if let Some(user) = user {
-            forget_cached_user(url, &metrics, &user.id).await;
-        }
-    }
-    store.close().await;
-    Ok(created)
-}
-
-/// Drops a user's entry and bumps the users-list version in Redis, so running instances
-/// see a promotion on the user's very next request. (The embedded in-process cache belongs
-/// to the serving process; there the entry expires within its 300 s TTL.) A Redis that
-/// cannot be reached is reported, not fatal: the entry then expires by its TTL.
-async fn forget_cached_user(url: &str, metrics: &metrics::Metrics, user_id: &str) {
-    use cache::Cache;
-    let result = async {
-        let redis = cache::RedisCache::connect(url, metrics.cache_round_trips.clone()).await?;
-        let outcome = async {
-            redis
-                .users_changed(&[user_id.to_owned()], session::USER_CHANGED_TTL)
-                .await?;
-            redis.incr(cache::keys::USERS_VERSION).await.map(drop)
-        }
-        .await;
-        redis.quit().await;
-        outcome
-    }
-    .await;
-    if let Err(e) = result {
-        eprintln!(
-            "origin-api: warning: cache not updated ({e}); running instances see the change within 300 s"
-        );
-    }
+    use domain::types::{Email, Password};
+    let email = Email::parse(email).map_err(|_| anyhow!("--email: not a valid email address"))?;
+    let password = Password::new_password("password", password)
+        .map_err(|_| anyhow!("password: must be 8 to 1024 bytes"))?;
+    let app = App::start(config.clone(), Options::default()).await?;
+    let result = domain::accounts::create_admin(&app.core, email, password).await;
+    app.close().await;
+    result.map_err(|e| match e {
+        domain::error::DomainError::Conflict(m) => anyhow!("{}", m.to_lowercase()),
+        e => anyhow!("{e}"),
+    })
 }
 
 /// Deletes expired sessions once; returns how many.
 pub async fn cleanup_once(config: &Config) -> anyhow::Result<u64> {
-    let store = open_store(config).await?;
+    let metrics = metrics::Metrics::new();
+    let store = app::open_store(config, &metrics).await?;
     let n = store
-        .delete_expired(session::whole_seconds(chrono::Utc::now()))
+        .delete_expired(clock::whole_seconds(chrono::Utc::now()))
         .await
-        .map_err(|e| anyhow!("database: {}", error::short(&e)))?;
+        .map_err(|e| anyhow!("database: {}", domain::error::short(&e)))?;
     store.close().await;
     Ok(n)
 }

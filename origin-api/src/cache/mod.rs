@@ -1,9 +1,17 @@
-//! The cache behind one small trait, with two implementations of the same semantics:
-//! Redis (fred) when `REDIS_URL` is set, an in-process TTL store otherwise. Keys and values
-//! are exactly DESIGN.md's table; never `KEYS`/`SCAN`.
+//! The cache behind one small trait of single-slot primitives, with two implementations
+//! of the same semantics: Redis (fred; standalone, Cluster or Sentinel) when `REDIS_URL`
+//! is set, a bounded in-process store otherwise. On top of it, [`SessionCache`] owns the
+//! session entries and their tombstone / change-marker protocol, and [`UsersListCache`]
+//! the admin users pages.
+//!
+//! Keys follow DESIGN.md's table exactly ([`keys`]). Every operation touches one key or
+//! keys of one hash slot (`{…}` hash tags), so every one runs unchanged on Redis Cluster;
+//! no script reads a key it was not given; never `KEYS`/`SCAN`.
 
 mod memory;
 mod redis;
+mod session_cache;
+mod users_list;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +21,8 @@ use async_trait::async_trait;
 
 pub use memory::MemoryCache;
 pub use redis::RedisCache;
+pub use session_cache::{Lookup, SessionCache, SessionEntry, Write};
+pub use users_list::UsersListCache;
 
 /// The cache could not answer (Redis unreachable, timed out, ...). Callers degrade: no
 /// request fails because of the cache alone.
@@ -20,30 +30,25 @@ pub use redis::RedisCache;
 #[error("cache unavailable: {0}")]
 pub struct CacheError(pub String);
 
-/// Key layout (`v1:` is the format version of keys and values).
+/// Key layout (`v1:` is the format version of keys and values). The part in braces is the
+/// Redis Cluster hash tag: a session's entry and tombstone share a slot.
 pub mod keys {
-    pub const USER_PREFIX: &str = "v1:user:";
     pub const USERS_VERSION: &str = "v1:users:_ver";
     pub const CLEANUP_LOCK: &str = "v1:lock:cleanup";
 
+    /// A session's entry (the user snapshot inside).
     pub fn session(hash: &str) -> String {
-        format!("v1:session:{hash}")
+        format!("v1:s:{{{hash}}}")
     }
 
-    /// A revoked session's tombstone: while it lives, no session entry is written for the
-    /// hash again (beyond DESIGN.md's table; see [`super::Cache::revoke_sessions`]).
+    /// A revoked session's tombstone: while it lives, no entry is written for the hash.
     pub fn revoked(hash: &str) -> String {
-        format!("v1:revoked:{hash}")
+        format!("v1:revoked:{{{hash}}}")
     }
 
-    pub fn user(id: &str) -> String {
-        format!("{USER_PREFIX}{id}")
-    }
-
-    /// Set for a short while after a user write: no entry read from the database before
-    /// the write may be cached meanwhile (see [`super::Cache::put_user`]).
+    /// Set for a while after a user write: no entry read before the write may stay.
     pub fn user_changed(id: &str) -> String {
-        format!("v1:user-changed:{id}")
+        format!("v1:user-changed:{{{id}}}")
     }
 
     pub fn users_page(version: i64, page: u64, size: u64, search: &str) -> String {
@@ -51,22 +56,15 @@ pub mod keys {
     }
 
     pub fn rate_limit(bucket: &str, id: &str) -> String {
-        format!("v1:rl:{bucket}:{id}")
+        format!("v1:rl:{bucket}:{{{id}}}")
     }
 }
 
-/// A key/value cache with TTLs, counters and the two combined operations the service needs
-/// in one round trip.
+/// A key/value cache with TTLs and counters. Every method touches one key, or (the
+/// guarded writes) two keys of one hash slot, atomically, in one round trip.
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError>;
-
-    /// Reads the session entry at `session_key` and, when it names a `userId`, the user
-    /// entry `v1:user:<userId>`, in one round trip.
-    async fn get_session_and_user(
-        &self,
-        session_key: &str,
-    ) -> Result<(Option<String>, Option<String>), CacheError>;
 
     /// Sets `key`; `ttl` `None` keeps it until deleted.
     async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), CacheError>;
@@ -74,8 +72,8 @@ pub trait Cache: Send + Sync + 'static {
     /// Sets `key` only if absent; true when set.
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, CacheError>;
 
-    /// Sets `key` unless `guard` exists and, with `only_if_absent`, unless `key` exists;
-    /// atomically, in one round trip. True when written.
+    /// Sets `key` unless `guard` exists and, with `only_if_absent`, unless `key` exists.
+    /// `key` and `guard` share a hash slot. True when written.
     async fn set_unless_guarded(
         &self,
         key: &str,
@@ -85,72 +83,26 @@ pub trait Cache: Send + Sync + 'static {
         only_if_absent: bool,
     ) -> Result<bool, CacheError>;
 
-    /// For each `(guard, key)`: sets `guard` for `guard_ttl` and deletes `key`; all in one
-    /// round trip.
+    /// Sets `guard` for `guard_ttl` and deletes `key` (one hash slot), atomically.
     async fn guard_and_delete(
         &self,
-        pairs: &[(String, String)],
+        guard: &str,
+        key: &str,
         guard_ttl: Duration,
     ) -> Result<(), CacheError>;
 
-    /// Writes the entry of session `hash` unless the session was revoked (its tombstone
-    /// is present) and, with `only_if_absent`, unless an entry is there. True when written.
-    async fn put_session(
-        &self,
-        hash: &str,
-        value: &str,
-        ttl: Duration,
-        only_if_absent: bool,
-    ) -> Result<bool, CacheError> {
-        self.set_unless_guarded(
-            &keys::session(hash),
-            &keys::revoked(hash),
-            value,
-            ttl,
-            only_if_absent,
-        )
-        .await
-    }
-
-    /// Marks the sessions revoked for `ttl` and deletes their entries, in one round trip.
-    ///
-    /// A verify or refresh that read a session row just before a revoke deleted it may
-    /// write the entry back after the revoke's eviction; the tombstone makes that write
-    /// ([`Cache::put_session`]) a no-op, so a revoked session is never served again and
-    /// a backfill needs no second look at the database.
-    async fn revoke_sessions(&self, hashes: &[String], ttl: Duration) -> Result<(), CacheError> {
-        let pairs: Vec<(String, String)> = hashes
-            .iter()
-            .map(|h| (keys::revoked(h), keys::session(h)))
-            .collect();
-        self.guard_and_delete(&pairs, ttl).await
-    }
-
-    /// Writes a user entry read from the database, unless the user was written since
-    /// (its change marker is present): a request that read the row before a role change
-    /// cannot put the old role back after the change evicted it.
-    async fn put_user(&self, id: &str, value: &str, ttl: Duration) -> Result<bool, CacheError> {
-        self.set_unless_guarded(&keys::user(id), &keys::user_changed(id), value, ttl, false)
-            .await
-    }
-
-    /// Evicts user entries after a write and marks them changed for `ttl` ([`Cache::put_user`]).
-    async fn users_changed(&self, ids: &[String], ttl: Duration) -> Result<(), CacheError> {
-        let pairs: Vec<(String, String)> = ids
-            .iter()
-            .map(|id| (keys::user_changed(id), keys::user(id)))
-            .collect();
-        self.guard_and_delete(&pairs, ttl).await
-    }
-
+    /// Deletes each key (one command per key: they may live in different slots).
     async fn del(&self, keys: &[String]) -> Result<(), CacheError>;
 
     /// Atomic increment (absent counts as 0), no expiry.
     async fn incr(&self, key: &str) -> Result<i64, CacheError>;
 
-    /// Fixed-window hit: increments `key`, starting its `window` expiry on the first hit,
-    /// atomically in one round trip. Returns the count and the time left in the window.
+    /// Fixed-window hit: increments `key`, starting its `window` expiry on the first hit.
+    /// Returns the count and the time left in the window.
     async fn hit_window(&self, key: &str, window: Duration) -> Result<(u64, Duration), CacheError>;
+
+    /// A fixed window's count and time left, without counting.
+    async fn peek_window(&self, key: &str) -> Result<(u64, Duration), CacheError>;
 
     async fn ping(&self) -> Result<(), CacheError>;
 
@@ -203,13 +155,6 @@ impl Cache for FaultyCache {
         self.check()?;
         self.inner.get(key).await
     }
-    async fn get_session_and_user(
-        &self,
-        session_key: &str,
-    ) -> Result<(Option<String>, Option<String>), CacheError> {
-        self.check()?;
-        self.inner.get_session_and_user(session_key).await
-    }
     async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), CacheError> {
         self.check()?;
         self.inner.set(key, value, ttl).await
@@ -233,11 +178,12 @@ impl Cache for FaultyCache {
     }
     async fn guard_and_delete(
         &self,
-        pairs: &[(String, String)],
+        guard: &str,
+        key: &str,
         guard_ttl: Duration,
     ) -> Result<(), CacheError> {
         self.check()?;
-        self.inner.guard_and_delete(pairs, guard_ttl).await
+        self.inner.guard_and_delete(guard, key, guard_ttl).await
     }
     async fn del(&self, keys: &[String]) -> Result<(), CacheError> {
         self.check()?;
@@ -251,6 +197,10 @@ impl Cache for FaultyCache {
         self.check()?;
         self.inner.hit_window(key, window).await
     }
+    async fn peek_window(&self, key: &str) -> Result<(u64, Duration), CacheError> {
+        self.check()?;
+        self.inner.peek_window(key).await
+    }
     async fn ping(&self) -> Result<(), CacheError> {
         self.check()?;
         self.inner.ping().await
@@ -260,14 +210,27 @@ impl Cache for FaultyCache {
     }
 }
 
-/// The `userId` of a session entry, if it is one.
-pub(crate) fn user_id_of(session_json: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Entry {
-        user_id: String,
+#[cfg(test)]
+mod tests {
+    use super::keys;
+
+    /// Redis Cluster hashes only the part between the first `{` and the next `}`.
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').expect("tag");
+        let close = key[open + 1..].find('}').expect("close") + open + 1;
+        &key[open + 1..close]
     }
-    serde_json::from_str::<Entry>(session_json)
-        .ok()
-        .map(|e| e.user_id)
+
+    #[test]
+    fn a_sessions_entry_and_tombstone_share_a_slot() {
+        let hash = "Q2hhbmdlIG1lIGlmIHlvdSBjYW4gcmVhZCB0aGlzISE";
+        assert_eq!(keys::session(hash), format!("v1:s:{{{hash}}}"));
+        assert_eq!(hash_tag(&keys::session(hash)), hash);
+        assert_eq!(hash_tag(&keys::revoked(hash)), hash);
+        assert_eq!(hash_tag(&keys::user_changed("u1")), "u1");
+        assert_eq!(
+            keys::rate_limit("login", "10.0.0.1"),
+            "v1:rl:login:{10.0.0.1}"
+        );
+    }
 }

@@ -1,5 +1,10 @@
-//! The Redis cache (fred). Fails fast while disconnected so callers can fall back at once;
-//! fred reconnects in the background.
+//! The Redis cache (fred): standalone (`redis://`, `rediss://`), Cluster
+//! (`redis-cluster://`) or Sentinel (`redis-sentinel://`), chosen by the URL. Fails fast
+//! while disconnected so callers fall back at once; fred reconnects in the background.
+//!
+//! A warm verify is one plain `GET`, which fred pipelines across tasks on its connection.
+//! The few scripts (guarded writes, rate-limit windows) touch one hash slot each and only
+//! the keys they are given.
 
 use std::time::Duration;
 
@@ -9,20 +14,7 @@ use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand, FromValue};
 use metrics::Counter;
 
-use super::{Cache, CacheError, keys};
-
-/// Reads the session entry, then the user entry it names: one round trip for a warm verify.
-/// The `userId` is found with a pattern, not `cjson.decode` (a quarter of the script's time
-/// in Redis, BENCHMARKS.md): entries are written by serde as `{"userId":"…",…}`. An id the
-/// pattern cannot read (an escape in it) returns no user entry, which the caller treats as
-/// a miss; the caller also checks that the user entry it gets is the session's user.
-const SESSION_AND_USER: &str = r#"
-local s = redis.call('GET', KEYS[1])
-if not s then return {false, false} end
-local id = string.match(s, '"userId":"([^"\]+)"')
-if not id then return {s, false} end
-return {s, redis.call('GET', ARGV[1] .. id)}
-"#;
+use super::{Cache, CacheError};
 
 /// Fixed-window hit: INCR, start the expiry on the first hit, report the time left.
 const HIT_WINDOW: &str = r#"
@@ -33,6 +25,13 @@ if c == 1 or t < 0 then
   t = tonumber(ARGV[1])
 end
 return {c, t}
+"#;
+
+/// A window's count and time left, without counting.
+const PEEK_WINDOW: &str = r#"
+local c = redis.call('GET', KEYS[1])
+local t = redis.call('PTTL', KEYS[1])
+return {tonumber(c) or 0, t}
 "#;
 
 /// Writes an entry unless its guard is present (KEYS: entry, guard; ARGV: value, TTL in
@@ -47,20 +46,17 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#;
 
-/// Sets guards, then deletes entries (KEYS: guard, entry, guard, entry, ...; ARGV: the
-/// guards' TTL in ms).
+/// Sets a guard, then deletes the entry (KEYS: guard, entry; ARGV: the guard's TTL in ms).
 const GUARD_AND_DELETE: &str = r#"
-for i = 1, #KEYS, 2 do
-  redis.call('SET', KEYS[i], '1', 'PX', ARGV[1])
-  redis.call('DEL', KEYS[i + 1])
-end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+redis.call('DEL', KEYS[2])
 return 1
 "#;
 
 pub struct RedisCache {
     client: Client,
-    session_and_user: Script,
     hit_window: Script,
+    peek_window: Script,
     set_unless_guarded: Script,
     guard_and_delete: Script,
     /// `sessiongate_cache_round_trips_total`: one per command or script sent.
@@ -98,8 +94,8 @@ impl RedisCache {
         }
         Ok(RedisCache {
             client,
-            session_and_user: Script::from_lua(SESSION_AND_USER),
             hit_window: Script::from_lua(HIT_WINDOW),
+            peek_window: Script::from_lua(PEEK_WINDOW),
             set_unless_guarded: Script::from_lua(SET_UNLESS_GUARDED),
             guard_and_delete: Script::from_lua(GUARD_AND_DELETE),
             round_trips,
@@ -123,33 +119,32 @@ impl RedisCache {
     /// Runs `script` on `keys` with `EVALSHA`, pipelined like any other command.
     ///
     /// fred never pipelines its own `EVALSHA` (a `NOSCRIPT` reply in the middle of a pipeline
-    /// could be retried out of order), so every script call waited for the previous reply on
-    /// the shared connection: one warm verify in flight at a time, which capped the origin
-    /// near one Redis round trip per request (BENCHMARKS.md). Sent as a custom command it
-    /// pipelines. `NOSCRIPT` (Redis restarted, `SCRIPT FLUSH`) loads the script and retries
-    /// once; these scripts (a read, a counter) are correct in any order.
+    /// could be retried out of order), so every script call waited for the previous reply
+    /// on the shared connection. Sent as a custom command it pipelines. `NOSCRIPT` (Redis
+    /// restarted, a failover, `SCRIPT FLUSH`) loads the script and retries once; these
+    /// scripts are correct in any order. In a cluster the command goes to the slot of its
+    /// first key, and every script's keys share that slot.
     async fn eval<R: FromValue>(
         &self,
-        client: &Client,
         script: &Script,
         keys: &[&str],
         args: Vec<Value>,
-    ) -> Result<R, Error> {
-        // Cluster routing hashes the first key: argument 2 after the sha and the key count.
+    ) -> Result<R, CacheError> {
+        let client = self.ready()?;
         let command = || CustomCommand::new_static("EVALSHA", ClusterHash::Offset(2), false);
         let mut all = Vec::with_capacity(2 + keys.len() + args.len());
         all.push(Value::from(script.sha1().clone()));
         all.push(Value::Integer(keys.len() as i64));
         all.extend(keys.iter().map(|k| Value::from(*k)));
         all.extend(args);
-        let args = all;
-        match client.custom(command(), args.clone()).await {
+        match client.custom(command(), all.clone()).await {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
+                // `SCRIPT LOAD` on every primary (all of them in a cluster).
                 self.round_trips.increment(2);
-                script.load(client).await?;
-                client.custom(command(), args).await
+                script.load(client).await.map_err(fail)?;
+                client.custom(command(), all).await.map_err(fail)
             }
-            result => result,
+            result => result.map_err(fail),
         }
     }
 }
@@ -158,30 +153,19 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
+fn window_reply(reply: Vec<i64>) -> (u64, Duration) {
+    let count = reply.first().copied().unwrap_or(0).max(0);
+    let left = reply.get(1).copied().unwrap_or(0).max(0);
+    (
+        u64::try_from(count).unwrap_or(0),
+        Duration::from_millis(u64::try_from(left).unwrap_or(0)),
+    )
+}
+
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
         self.ready()?.get(key).await.map_err(fail)
-    }
-
-    async fn get_session_and_user(
-        &self,
-        session_key: &str,
-    ) -> Result<(Option<String>, Option<String>), CacheError> {
-        let client = self.ready()?;
-        let mut values: Vec<Option<String>> = self
-            .eval(
-                client,
-                &self.session_and_user,
-                &[session_key],
-                vec![Value::from(keys::USER_PREFIX)],
-            )
-            .await
-            .map_err(fail)?;
-        values.resize(2, None);
-        let user = values.pop().flatten();
-        let session = values.pop().flatten();
-        Ok((session, user))
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), CacheError> {
@@ -215,10 +199,8 @@ impl Cache for RedisCache {
         ttl: Duration,
         only_if_absent: bool,
     ) -> Result<bool, CacheError> {
-        let client = self.ready()?;
         let written: i64 = self
             .eval(
-                client,
                 &self.set_unless_guarded,
                 &[key, guard],
                 vec![
@@ -227,44 +209,36 @@ impl Cache for RedisCache {
                     Value::from(if only_if_absent { "1" } else { "0" }),
                 ],
             )
-            .await
-            .map_err(fail)?;
+            .await?;
         Ok(written == 1)
     }
 
     async fn guard_and_delete(
         &self,
-        pairs: &[(String, String)],
+        guard: &str,
+        key: &str,
         guard_ttl: Duration,
     ) -> Result<(), CacheError> {
-        if pairs.is_empty() {
-            return Ok(());
-        }
-        let keys: Vec<&str> = pairs
-            .iter()
-            .flat_map(|(guard, key)| [guard.as_str(), key.as_str()])
-            .collect();
-        let client = self.ready()?;
         self.eval::<i64>(
-            client,
             &self.guard_and_delete,
-            &keys,
+            &[guard, key],
             vec![Value::Integer(millis(guard_ttl))],
         )
         .await
         .map(drop)
-        .map_err(fail)
     }
 
     async fn del(&self, keys: &[String]) -> Result<(), CacheError> {
-        if keys.is_empty() {
-            return Ok(());
+        // One DEL per key, sent together (fred pipelines them): a multi-key DEL would be
+        // refused by a cluster when the keys live in different slots.
+        let client = self.ready()?;
+        self.round_trips
+            .increment(keys.len().saturating_sub(1) as u64);
+        let deletes = keys.iter().map(|key| client.del::<i64, _>(key.as_str()));
+        for result in futures_util::future::join_all(deletes).await {
+            result.map_err(fail)?;
         }
-        self.ready()?
-            .del::<i64, _>(keys.to_vec())
-            .await
-            .map(drop)
-            .map_err(fail)
+        Ok(())
     }
 
     async fn incr(&self, key: &str) -> Result<i64, CacheError> {
@@ -272,22 +246,19 @@ impl Cache for RedisCache {
     }
 
     async fn hit_window(&self, key: &str, window: Duration) -> Result<(u64, Duration), CacheError> {
-        let client = self.ready()?;
         let reply: Vec<i64> = self
             .eval(
-                client,
                 &self.hit_window,
                 &[key],
                 vec![Value::Integer(millis(window))],
             )
-            .await
-            .map_err(fail)?;
-        let count = reply.first().copied().unwrap_or(1).max(1);
-        let left = reply.get(1).copied().unwrap_or(0).max(0);
-        Ok((
-            u64::try_from(count).unwrap_or(1),
-            Duration::from_millis(u64::try_from(left).unwrap_or(0)),
-        ))
+            .await?;
+        Ok(window_reply(reply))
+    }
+
+    async fn peek_window(&self, key: &str) -> Result<(u64, Duration), CacheError> {
+        let reply: Vec<i64> = self.eval(&self.peek_window, &[key], Vec::new()).await?;
+        Ok(window_reply(reply))
     }
 
     async fn ping(&self) -> Result<(), CacheError> {

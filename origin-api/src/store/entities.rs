@@ -93,3 +93,18 @@ pub mod audit {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+impl user::Model {
+    /// The user as the domain sees it (never the password hash).
+    pub fn to_user(&self) -> crate::domain::types::User {
+        use crate::domain::types::{Email, Role, User, UserId};
+        User {
+            id: UserId::from_stored(self.id.clone()),
+            email: Email::from_stored(self.email.clone()),
+            name: self.name.clone(),
+            role: Role::from_stored(&self.role),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}

@@ -2,7 +2,9 @@
 //! one counted (`sessiongate_db_queries_total`) so tests can prove a warm request sends none.
 //!
 //! Works on Postgres and SQLite alike: portable `LOWER(..) LIKE` search, no `ILIKE`, string
-//! ids, timestamps written by sea-orm in UTC.
+//! ids, timestamps written by sea-orm in UTC. Writes that must not interleave run in one
+//! transaction that locks what it depends on: on Postgres with row locks (`FOR SHARE` /
+//! `FOR UPDATE`), on SQLite by taking the database's write lock at `BEGIN`.
 
 pub mod entities;
 
@@ -43,12 +45,23 @@ fn classify(e: DbErr) -> WriteError {
 /// Outcome of a role change.
 pub enum RoleChange {
     NotFound,
+    /// The actor is no longer an ADMIN (demoted or deleted meanwhile).
+    ActorNotAdmin,
     /// The change would leave no ADMIN.
     LastAdmin,
     Changed {
         old_role: String,
         user: user::Model,
     },
+}
+
+/// Outcome of a user deletion.
+pub enum UserDeletion {
+    NotFound,
+    /// The actor is no longer an ADMIN (demoted or deleted meanwhile).
+    ActorNotAdmin,
+    /// Deleted, with these sessions.
+    Deleted(Vec<String>),
 }
 
 /// The database handle with the service's statements.
@@ -180,17 +193,14 @@ impl Store {
         active.update(&self.db).await.map(Some).map_err(classify)
     }
 
-    pub async fn set_password_hash(
-        &self,
-        id: &str,
-        hash: String,
-        now: DateTime<Utc>,
-    ) -> Result<(), DbErr> {
+    /// Replaces the password hash with a stronger one of the same password (a rehash after
+    /// a login), only while it is still `old`: a password change meanwhile wins.
+    pub async fn rehash_password(&self, id: &str, old: &str, hash: String) -> Result<(), DbErr> {
         self.count();
         user::Entity::update_many()
             .col_expr(user::Column::PasswordHash, Expr::value(hash))
-            .col_expr(user::Column::UpdatedAt, Expr::value(now))
             .filter(user::Column::Id.eq(id))
+            .filter(user::Column::PasswordHash.eq(old))
             .exec(&self.db)
             .await
             .map(drop)
@@ -234,23 +244,34 @@ impl Store {
         Ok(ids)
     }
 
-    /// Sets the role, refusing (in one transaction) to leave the system without an ADMIN.
-    pub async fn change_role(
-        &self,
-        id: &str,
-        role: &str,
-        now: DateTime<Utc>,
-    ) -> Result<RoleChange, DbErr> {
-        let txn = self.begin_write().await?;
+    /// The ADMIN rows, locked on Postgres until the transaction ends, so that concurrent
+    /// demotions and deletions see each other (two ADMINs demoting or deleting each other
+    /// at once cannot both succeed). SQLite's write transaction already excludes them.
+    async fn admins_locked(&self, txn: &DatabaseTransaction) -> Result<Vec<user::Model>, DbErr> {
         self.count();
         let mut admins = user::Entity::find()
             .filter(user::Column::Role.eq("ADMIN"))
             .order_by(user::Column::Id, Order::Asc);
         if self.backend() == DbBackend::Postgres {
-            // Serialise concurrent demotions: both cannot see the other as the last ADMIN.
             admins = admins.lock_exclusive();
         }
-        let admins = admins.all(&txn).await?;
+        admins.all(txn).await
+    }
+
+    /// Sets the role as `actor`, refusing (in one transaction) when the actor is no longer
+    /// an ADMIN or the change would leave the system without one.
+    pub async fn change_role(
+        &self,
+        actor: &str,
+        id: &str,
+        role: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RoleChange, DbErr> {
+        let txn = self.begin_write().await?;
+        let admins = self.admins_locked(&txn).await?;
+        if !admins.iter().any(|a| a.id == actor) {
+            return Ok(RoleChange::ActorNotAdmin);
+        }
         self.count();
         let Some(target) = user::Entity::find_by_id(id.to_owned()).one(&txn).await? else {
             return Ok(RoleChange::NotFound);
@@ -282,15 +303,31 @@ impl Store {
         self.insert_user(model).await.map(|_| true)
     }
 
-    /// Deletes the user (sessions cascade). Returns the deleted sessions' ids, or `None`
-    /// when there was no such user.
-    pub async fn delete_user(&self, id: &str) -> Result<Option<Vec<String>>, DbErr> {
-        let sessions = self.session_ids_of(id).await?;
+    /// Deletes the user as `actor` (sessions cascade), in one transaction that locks the
+    /// ADMIN rows and the target: refused when the actor is no longer an ADMIN, so two
+    /// ADMINs deleting each other at once cannot both succeed and leave none. The session
+    /// ids are read under the target's lock, so a login racing the deletion (which holds
+    /// the user row shared while it inserts) is either listed or refused.
+    pub async fn delete_user(&self, actor: &str, id: &str) -> Result<UserDeletion, DbErr> {
+        let txn = self.begin_write().await?;
+        let admins = self.admins_locked(&txn).await?;
+        if !admins.iter().any(|a| a.id == actor) {
+            return Ok(UserDeletion::ActorNotAdmin);
+        }
         self.count();
-        let deleted = user::Entity::delete_by_id(id.to_owned())
-            .exec(&self.db)
-            .await?;
-        Ok((deleted.rows_affected > 0).then_some(sessions))
+        let mut target = user::Entity::find_by_id(id.to_owned());
+        if self.backend() == DbBackend::Postgres {
+            target = target.lock_exclusive();
+        }
+        if target.one(&txn).await?.is_none() {
+            return Ok(UserDeletion::NotFound);
+        }
+        let sessions = session_ids_of(&txn, id).await?;
+        self.count();
+        self.count();
+        user::Entity::delete_by_id(id.to_owned()).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(UserDeletion::Deleted(sessions))
     }
 
     /// One page of users, newest first, optionally filtered by a case-insensitive substring
@@ -334,12 +371,54 @@ impl Store {
 
     // ---- sessions ----
 
-    pub async fn insert_session(&self, model: session::Model) -> Result<(), DbErr> {
+    /// Inserts a new session only while its user still has the password hash the login
+    /// checked (`checked_hash`): the user row is held shared (Postgres) or the write lock
+    /// taken (SQLite) from the check to the commit, so a password change or a deletion
+    /// either commits first (and the login is refused: false) or waits for the insert and
+    /// then sees the session (and revokes or cascades it). A login that verified the old
+    /// password while the password changed cannot leave a session behind.
+    pub async fn insert_session_checked(
+        &self,
+        model: session::Model,
+        checked_hash: &str,
+    ) -> Result<bool, DbErr> {
+        let txn = self.begin_write().await?;
+        self.count();
+        let mut user = user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
+            .filter(user::Column::Id.eq(model.user_id.as_str()))
+            .filter(user::Column::PasswordHash.eq(checked_hash));
+        if self.backend() == DbBackend::Postgres {
+            user = user.lock_shared();
+        }
+        if user.into_tuple::<String>().one(&txn).await?.is_none() {
+            return Ok(false);
+        }
         self.count();
         session::Entity::insert(model.into_active_model())
-            .exec_without_returning(&self.db)
-            .await
-            .map(drop)
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a use of the session at `now`, unless one was recorded since `since`
+    /// (concurrent touches write once). True when written.
+    pub async fn touch_session(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<bool, DbErr> {
+        self.count();
+        let r = session::Entity::update_many()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .filter(session::Column::Id.eq(id))
+            .filter(session::Column::LastUsedAt.lt(since))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
     }
 
     /// The live session and its user in one query (the cache-miss path of verify).
@@ -392,15 +471,10 @@ impl Store {
         Ok(r.rows_affected > 0)
     }
 
-    async fn session_ids_of(&self, user_id: &str) -> Result<Vec<String>, DbErr> {
+    /// Every session id of the user.
+    pub async fn session_ids_of(&self, user_id: &str) -> Result<Vec<String>, DbErr> {
         self.count();
-        session::Entity::find()
-            .select_only()
-            .column(session::Column::Id)
-            .filter(session::Column::UserId.eq(user_id))
-            .into_tuple::<String>()
-            .all(&self.db)
-            .await
+        session_ids_of(&self.db, user_id).await
     }
 
     async fn delete_ids(&self, ids: &[String]) -> Result<u64, DbErr> {
@@ -536,6 +610,16 @@ impl Store {
         let (count, items) = tokio::join!(count, items);
         Ok((items?, count?))
     }
+}
+
+async fn session_ids_of(db: &impl ConnectionTrait, user_id: &str) -> Result<Vec<String>, DbErr> {
+    session::Entity::find()
+        .select_only()
+        .column(session::Column::Id)
+        .filter(session::Column::UserId.eq(user_id))
+        .into_tuple::<String>()
+        .all(db)
+        .await
 }
 
 /// The row offset of a page (`page` ≥ 1). A page far past the end saturates instead of

@@ -1,18 +1,16 @@
 //! The contract's Auth table, the cookie, verification, refresh and expiry, black-box over
 //! HTTP against a real server (embedded backends, or Postgres + Redis when configured).
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use serde_json::json;
 
 #[tokio::test]
 async fn register_rows_and_failures() {
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     let r = s
+        .anon()
         .post(
             "/api/v1/auth/register",
-            None,
             json!({"email": "  Alice@Example.COM ", "password": PASSWORD, "name": "Alice"}),
         )
         .await;
@@ -32,9 +30,9 @@ async fn register_rows_and_failures() {
     assert!(user.get("passwordHash").is_none() && !r.body.to_string().contains("argon2"));
 
     let dup = s
+        .anon()
         .post(
             "/api/v1/auth/register",
-            None,
             json!({"email": "alice@example.com", "password": PASSWORD}),
         )
         .await;
@@ -53,7 +51,7 @@ async fn register_rows_and_failures() {
         json!({"email": "bob@example.com", "password": PASSWORD, "name": "a\u{0}b"}),
         json!({"email": "bob@example.com", "password": PASSWORD, "name": "bell\u{7}"}),
     ] {
-        let r = s.post("/api/v1/auth/register", None, body.clone()).await;
+        let r = s.anon().post("/api/v1/auth/register", body.clone()).await;
         assert_eq!(r.status, 422, "{body}");
         assert!(r.body["error"].is_string());
         // Every response of a rate-limited route carries the headers, invalid ones too.
@@ -61,9 +59,9 @@ async fn register_rows_and_failures() {
     }
     // Exactly 1024 bytes is allowed.
     let r = s
+        .anon()
         .post(
             "/api/v1/auth/register",
-            None,
             json!({"email": "long@example.com", "password": "y".repeat(1024)}),
         )
         .await;
@@ -73,7 +71,7 @@ async fn register_rows_and_failures() {
 
 #[tokio::test]
 async fn body_rules_413_415_400() {
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     let url = format!("{}/api/v1/auth/login", s.base);
     let big = format!("{{\"email\":\"{}\"}}", "a".repeat(70 * 1024));
     let r = s
@@ -158,7 +156,7 @@ async fn body_rules_413_415_400() {
 
 #[tokio::test]
 async fn login_cookie_format_and_attributes() {
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     s.register("carol@example.com").await;
     let before = s.clock.now_unix();
     let r = s.login_as(" CAROL@example.com", PASSWORD).await;
@@ -198,7 +196,7 @@ async fn login_cookie_format_and_attributes() {
     assert!(shared::verify(&ring, &token, iat).is_ok());
 
     // The sessions list shows the hash, never the raw id.
-    let list = s.get("/api/v1/account/sessions", Some(&token)).await;
+    let list = s.with_token(&token).get("/api/v1/account/sessions").await;
     let id = list.body["sessions"][0]["id"]
         .as_str()
         .expect("id")
@@ -211,7 +209,7 @@ async fn login_cookie_format_and_attributes() {
 
 #[tokio::test]
 async fn insecure_cookie_name_when_secure_is_off() {
-    let s = Server::start_with(&[("COOKIE_SECURE", "false")]).await;
+    let s = TestApp::start_with(&[("COOKIE_SECURE", "false")]).await;
     s.register("dev@example.com").await;
     let r = s.login_as("dev@example.com", PASSWORD).await;
     let set = r.header("set-cookie").expect("cookie");
@@ -219,13 +217,10 @@ async fn insecure_cookie_name_when_secure_is_off() {
     assert!(!set.contains("Secure"));
     let token = r.cookie().expect("token");
     let me = s
-        .call(
-            "GET",
-            "/api/v1/auth/me",
-            None,
-            None,
-            &[("cookie", &format!("session={token}"))],
-        )
+        .anon()
+        .req(Method::GET, "/api/v1/auth/me")
+        .header("cookie", &format!("session={token}"))
+        .send()
         .await;
     assert_eq!(me.status, 200);
     s.stop().await;
@@ -233,7 +228,7 @@ async fn insecure_cookie_name_when_secure_is_off() {
 
 #[tokio::test]
 async fn anti_enumeration_and_no_fixation() {
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     s.register("dave@example.com").await;
     let unknown = s.login_as("nobody@example.com", PASSWORD).await;
     let wrong = s.login_as("dave@example.com", "wrong password").await;
@@ -248,46 +243,54 @@ async fn anti_enumeration_and_no_fixation() {
     assert!(unknown.header("set-cookie").is_none() && wrong.header("set-cookie").is_none());
 
     let first = s.login("dave@example.com").await;
-    // A login carrying a valid session cookie still gets a brand-new session id.
-    let again = s
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            Some(&first),
-            Some(json!({"email": "dave@example.com", "password": PASSWORD})),
-            &[],
-        )
+    // A login carrying a valid session cookie gets a brand-new session id, and the
+    // presented session ends (ASVS 7.2.4; audited as a `relogin` revoke).
+    let again = first
+        .req(Method::POST, "/api/v1/auth/login")
+        .json(json!({"email": "dave@example.com", "password": PASSWORD}))
+        .send()
         .await;
     assert_eq!(again.status, 200);
-    let second = again.cookie().expect("cookie");
+    let second = first.with(again.cookie().expect("cookie"));
     assert_ne!(segment(&first, 1)["sid"], segment(&second, 1)["sid"]);
-    // Both are separate live sessions.
-    let list = s.get("/api/v1/account/sessions", Some(&second)).await;
-    assert_eq!(list.body["sessions"].as_array().expect("list").len(), 2);
+    assert_eq!(first.me().await.status, 401, "the presented session ended");
+    let list = second.get("/api/v1/account/sessions").await;
+    let ids: Vec<&str> = list.body["sessions"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|x| x["id"].as_str())
+        .collect();
+    assert_eq!(ids, [second.session_id()], "only the new session lives");
+    let revoke = second
+        .audit_item(|i| i["action"] == "session_revoke" && i["metadata"]["reason"] == "relogin")
+        .await;
+    assert_eq!(revoke["metadata"]["sessionId"], first.session_id().as_str());
     s.stop().await;
 }
 
 #[tokio::test]
 async fn me_logout_and_revoked_cookie() {
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     let token = s.user("erin@example.com").await;
-    assert_eq!(s.get("/api/v1/auth/me", None).await.status, 401);
+    assert_eq!(s.anon().get("/api/v1/auth/me").await.status, 401);
     assert_eq!(
-        s.get("/api/v1/auth/me", None).await.body,
+        s.anon().get("/api/v1/auth/me").await.body,
         json!({"error": "Unauthorized"})
     );
     assert_eq!(
-        s.get("/api/v1/auth/me", Some("garbage.token.here"))
+        s.with_token("garbage.token.here")
+            .get("/api/v1/auth/me")
             .await
             .status,
         401
     );
-    let me = s.get("/api/v1/auth/me", Some(&token)).await;
+    let me = token.get("/api/v1/auth/me").await;
     assert_eq!(me.status, 200);
     assert_eq!(me.body["user"]["email"], "erin@example.com");
     assert!(me.body["user"]["name"].is_null());
 
-    let out = s.post("/api/v1/auth/logout", Some(&token), json!({})).await;
+    let out = token.post("/api/v1/auth/logout", json!({})).await;
     assert_eq!(out.status, 200);
     assert_eq!(out.body, json!({"ok": true}));
     assert_eq!(out.header("clear-site-data"), Some("\"cookies\""));
@@ -297,9 +300,13 @@ async fn me_logout_and_revoked_cookie() {
         set.starts_with("__Host-session=;") && set.contains("Max-Age=0") && set.contains("Path=/")
     );
     // The validly signed token of a deleted session is refused.
-    assert_eq!(s.get("/api/v1/auth/me", Some(&token)).await.status, 401);
+    assert_eq!(token.get("/api/v1/auth/me").await.status, 401);
     // Logout without a session also answers 200.
-    let anon = s.call("POST", "/api/v1/auth/logout", None, None, &[]).await;
+    let anon = s
+        .anon()
+        .req(Method::POST, "/api/v1/auth/logout")
+        .send()
+        .await;
     assert_eq!(anon.status, 200);
     assert!(anon.header("set-cookie").is_some());
     s.stop().await;
@@ -307,13 +314,13 @@ async fn me_logout_and_revoked_cookie() {
 
 #[tokio::test]
 async fn warm_verify_sends_no_database_query_and_cache_holds_no_secrets() {
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     let token = s.user("fay@example.com").await;
-    let id = s.user_id(&token).await; // warms the cache
+    let id = token.id().await; // warms the cache
     let before = s.metric("sessiongate_db_queries_total").await;
     let hits = s.metric("sessiongate_session_cache_hits_total").await;
     for _ in 0..5 {
-        assert_eq!(s.get("/api/v1/auth/me", Some(&token)).await.status, 200);
+        assert_eq!(token.get("/api/v1/auth/me").await.status, 200);
     }
     assert_eq!(s.metric("sessiongate_db_queries_total").await, before);
     assert_eq!(
@@ -324,9 +331,9 @@ async fn warm_verify_sends_no_database_query_and_cache_holds_no_secrets() {
     // Cache values: read straight from the cache backend (Redis in the Redis run).
     let sid = segment(&token, 1)["sid"].as_str().expect("sid").to_owned();
     let hash = shared::SessionId::parse(&sid).expect("sid").storage_hash();
-    let cache = &s.app().cache;
+    let cache = &s.core().cache;
     let session = cache
-        .get(&format!("v1:session:{hash}"))
+        .get(&format!("v1:s:{{{hash}}}"))
         .await
         .expect("cache")
         .expect("entry");
@@ -334,12 +341,8 @@ async fn warm_verify_sends_no_database_query_and_cache_holds_no_secrets() {
     assert_eq!(v["userId"], id.as_str());
     assert!(v["expiresAt"].is_string() && v["createdAt"].is_string());
     assert!(!session.contains(&sid));
-    let user = cache
-        .get(&format!("v1:user:{id}"))
-        .await
-        .expect("cache")
-        .expect("entry");
-    let u: serde_json::Value = serde_json::from_str(&user).expect("json");
+    // The user snapshot travels in the entry: one GET per warm verify.
+    let u = &v["user"];
     let mut keys: Vec<&str> = u
         .as_object()
         .expect("obj")
@@ -351,10 +354,12 @@ async fn warm_verify_sends_no_database_query_and_cache_holds_no_secrets() {
         keys,
         ["createdAt", "email", "id", "name", "role", "updatedAt"]
     );
+    assert_eq!(u["id"], id.as_str());
+    let user = &session;
     assert!(!user.contains("argon2"));
     assert!(
         cache
-            .get(&format!("v1:session:{sid}"))
+            .get(&format!("v1:s:{{{sid}}}"))
             .await
             .expect("cache")
             .is_none()
@@ -364,12 +369,12 @@ async fn warm_verify_sends_no_database_query_and_cache_holds_no_secrets() {
 
 #[tokio::test]
 async fn refresh_past_half_life_exactly_once_and_never_before() {
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     let token = s.user("gus@example.com").await;
     // Just before half of SESSION_TTL (7 d): nothing written, no cookie.
     s.clock
         .advance(hours(84) - std::time::Duration::from_secs(120));
-    let r = s.get("/api/v1/auth/me", Some(&token)).await;
+    let r = token.get("/api/v1/auth/me").await;
     assert_eq!(r.status, 200);
     assert!(r.header("set-cookie").is_none());
     assert_eq!(
@@ -379,12 +384,12 @@ async fn refresh_past_half_life_exactly_once_and_never_before() {
 
     // Past half-life: re-issued cookie with a full TTL; one row write.
     s.clock.advance(std::time::Duration::from_secs(240));
-    let r = s.get("/api/v1/auth/me", Some(&token)).await;
+    let r = token.get("/api/v1/auth/me").await;
     assert_eq!(r.status, 200);
     let set = r.header("set-cookie").expect("refreshed").to_owned();
     assert!(set.contains("Max-Age=604800"), "{set}");
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    let fresh = r.cookie().expect("token");
+    let fresh = token.with(r.cookie().expect("token"));
     let c = segment(&fresh, 1);
     assert_eq!(
         c["exp"].as_u64().expect("exp") - c["iat"].as_u64().expect("iat"),
@@ -396,10 +401,10 @@ async fn refresh_past_half_life_exactly_once_and_never_before() {
     assert_eq!(s.metric("sessiongate_session_refreshes_total").await, 1.0);
     // Fresh again: no further write or cookie, with either token.
     for t in [&token, &fresh] {
-        let r = s.get("/api/v1/auth/me", Some(t)).await;
+        let r = t.me().await;
         assert!(r.header("set-cookie").is_none());
     }
-    let list = s.get("/api/v1/account/sessions", Some(&fresh)).await;
+    let list = fresh.get("/api/v1/account/sessions").await;
     let expires = list.body["sessions"][0]["expiresAt"]
         .as_str()
         .expect("exp")
@@ -411,9 +416,7 @@ async fn refresh_past_half_life_exactly_once_and_never_before() {
 
     // Concurrent requests past the next half-life produce one write.
     s.clock.advance(hours(85));
-    let futures: Vec<_> = (0..8)
-        .map(|_| s.get("/api/v1/auth/me", Some(&fresh)))
-        .collect();
+    let futures: Vec<_> = (0..8).map(|_| fresh.get("/api/v1/auth/me")).collect();
     let results = futures_util::future::join_all(futures).await;
     let cookies = results
         .iter()
@@ -431,25 +434,25 @@ async fn refresh_past_half_life_exactly_once_and_never_before() {
 
 #[tokio::test]
 async fn refresh_never_passes_max_age_and_expired_sessions_are_refused() {
-    let s = Server::start_with(&[("SESSION_TTL", "1h"), ("SESSION_MAX_AGE", "2h")]).await;
+    let s = TestApp::start_with(&[("SESSION_TTL", "1h"), ("SESSION_MAX_AGE", "2h")]).await;
     let token = s.user("hal@example.com").await;
     let created = segment(&token, 1)["iat"].as_u64().expect("iat");
     let mins = |m: u64| std::time::Duration::from_secs(m * 60);
     s.clock.advance(mins(35));
-    let r = s.get("/api/v1/auth/me", Some(&token)).await;
+    let r = token.get("/api/v1/auth/me").await;
     assert!(
         r.header("set-cookie")
             .expect("refresh")
             .contains("Max-Age=3600")
     );
-    let token = r.cookie().expect("token");
+    let token = token.with(r.cookie().expect("token"));
     s.wait_metric("sessiongate_session_refresh_attempts_total", 1.0)
         .await;
     s.clock.advance(mins(40));
-    let r = s.get("/api/v1/auth/me", Some(&token)).await;
+    let r = token.get("/api/v1/auth/me").await;
     // Capped by the absolute lifetime: created + 2 h, about 45 min away (exactly 2700 s
     // unless the wall clock ticked a second since the login, so read it from the token).
-    let capped = r.cookie().expect("token");
+    let capped = token.with(r.cookie().expect("token"));
     let claims = segment(&capped, 1);
     let exp = claims["exp"].as_u64().expect("exp");
     assert_eq!(exp, created + 7200);
@@ -463,14 +466,14 @@ async fn refresh_never_passes_max_age_and_expired_sessions_are_refused() {
     s.wait_metric("sessiongate_session_refresh_attempts_total", 2.0)
         .await;
     s.clock.advance(mins(44));
-    let r = s.get("/api/v1/auth/me", Some(&capped)).await;
+    let r = capped.get("/api/v1/auth/me").await;
     assert_eq!(r.status, 200);
     assert!(
         r.header("set-cookie").is_none(),
         "no refresh past SESSION_MAX_AGE"
     );
     s.clock.advance(mins(3));
-    assert_eq!(s.get("/api/v1/auth/me", Some(&capped)).await.status, 401);
+    assert_eq!(capped.get("/api/v1/auth/me").await.status, 401);
 
     // A validly signed, unexpired token for an expired (not yet cleaned) session row.
     let other = s.login("hal@example.com").await;
@@ -480,16 +483,13 @@ async fn refresh_never_passes_max_age_and_expired_sessions_are_refused() {
     let ring = shared::KeyRing::parse(KEYS).expect("ring");
     let now = s.clock.now_unix();
     let forged_exp = shared::sign(&ring, &sid, now, now + 3600);
-    assert_eq!(
-        s.get("/api/v1/auth/me", Some(&forged_exp)).await.status,
-        401
-    );
+    assert_eq!(s.with_token(&forged_exp).me().await.status, 401);
     s.stop().await;
 }
 
 #[tokio::test]
 async fn concurrent_logins_and_verifies_stay_consistent() {
-    let s = Server::start_with(&[("MAX_SESSIONS_PER_USER", "50")]).await;
+    let s = TestApp::start_with(&[("MAX_SESSIONS_PER_USER", "50")]).await;
     s.register("ivy@example.com").await;
     let logins: Vec<_> = (0..8)
         .map(|_| s.login_as("ivy@example.com", PASSWORD))
@@ -511,20 +511,26 @@ async fn concurrent_logins_and_verifies_stay_consistent() {
         .iter()
         .cycle()
         .take(32)
-        .map(|t| s.get("/api/v1/auth/me", Some(t)))
+        .map(|t| {
+            let client = s.with_token(t);
+            async move { client.me().await }
+        })
         .collect();
     for r in futures_util::future::join_all(verifies).await {
         assert_eq!(r.status, 200);
         assert_eq!(r.body["user"]["email"], "ivy@example.com");
     }
-    let list = s.get("/api/v1/account/sessions", Some(&tokens[0])).await;
+    let list = s
+        .with_token(&tokens[0])
+        .get("/api/v1/account/sessions")
+        .await;
     assert_eq!(list.body["sessions"].as_array().expect("list").len(), 8);
     s.stop().await;
 }
 
 #[tokio::test]
 async fn session_limit_evicts_least_recently_used() {
-    let s = Server::start_with(&[("MAX_SESSIONS_PER_USER", "3")]).await;
+    let s = TestApp::start_with(&[("MAX_SESSIONS_PER_USER", "3")]).await;
     s.register("jo@example.com").await;
     let oldest = s.login("jo@example.com").await;
     s.clock.advance(std::time::Duration::from_secs(10));
@@ -533,14 +539,12 @@ async fn session_limit_evicts_least_recently_used() {
     let t3 = s.login("jo@example.com").await;
     s.clock.advance(std::time::Duration::from_secs(10));
     let t4 = s.login("jo@example.com").await;
-    assert_eq!(s.get("/api/v1/auth/me", Some(&oldest)).await.status, 401);
+    assert_eq!(oldest.get("/api/v1/auth/me").await.status, 401);
     for t in [&t2, &t3, &t4] {
-        assert_eq!(s.get("/api/v1/auth/me", Some(t)).await.status, 200);
+        assert_eq!(t.me().await.status, 200);
     }
-    let revoke = s
-        .audit_item(&t4, |i| {
-            i["action"] == "session_revoke" && i["metadata"]["reason"] == "limit"
-        })
+    let revoke = t4
+        .audit_item(|i| i["action"] == "session_revoke" && i["metadata"]["reason"] == "limit")
         .await;
     let oldest_id = shared::SessionId::parse(segment(&oldest, 1)["sid"].as_str().expect("sid"))
         .expect("sid")

@@ -1,9 +1,7 @@
 //! Operations, rate limits and the cross-cutting rules: cron cleanup, health, readiness,
 //! metrics, CSRF, routing errors, X-Forwarded-For trust, limiter fallback and audit faults.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use serde_json::json;
 
 const TOO_MANY: &str = "Too many requests. Please try again later.";
@@ -26,7 +24,7 @@ fn defaults() -> Vec<(&'static str, &'static str)> {
 
 #[tokio::test]
 async fn login_and_register_limits_per_ip() {
-    let s = Server::start_with(&defaults()).await;
+    let s = TestApp::start_with(&defaults()).await;
     s.register("sue@example.com").await;
     for remaining in (1..5).rev() {
         let r = s.login_as("sue@example.com", "bad password").await;
@@ -55,9 +53,9 @@ async fn login_and_register_limits_per_ip() {
     // register: 5 per 60 s per IP (one was used above).
     for i in 0..4 {
         let r = s
+            .anon()
             .post(
                 "/api/v1/auth/register",
-                None,
                 json!({"email": format!("r{i}@example.com"), "password": PASSWORD}),
             )
             .await;
@@ -65,9 +63,9 @@ async fn login_and_register_limits_per_ip() {
         assert_eq!(r.header("x-ratelimit-limit"), Some("5"));
     }
     let r = s
+        .anon()
         .post(
             "/api/v1/auth/register",
-            None,
             json!({"email": "r9@example.com", "password": PASSWORD}),
         )
         .await;
@@ -78,7 +76,7 @@ async fn login_and_register_limits_per_ip() {
 
 #[tokio::test]
 async fn login_account_limit_across_ips_and_forwarded_for_trust() {
-    let s = Server::start_with(&[
+    let s = TestApp::start_with(&[
         ("TRUSTED_PROXIES", "127.0.0.1/32"),
         ("RATE_LIMIT_LOGIN", ""),
         ("RATE_LIMIT_LOGIN_ACCOUNT", ""),
@@ -88,13 +86,11 @@ async fn login_account_limit_across_ips_and_forwarded_for_trust() {
     for i in 0..10 {
         let ip = format!("198.51.100.{i}");
         let r = s
-            .call(
-                "POST",
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"email": "tom@example.com", "password": "bad password"})),
-                &[("x-forwarded-for", &ip)],
-            )
+            .anon()
+            .req(Method::POST, "/api/v1/auth/login")
+            .json(json!({"email": "tom@example.com", "password": "bad password"}))
+            .header("x-forwarded-for", &ip)
+            .send()
             .await;
         assert_eq!(r.status, 401, "attempt {i}");
         // Each IP is fresh (4 left); the account bucket has fewer left from the 7th on.
@@ -102,13 +98,11 @@ async fn login_account_limit_across_ips_and_forwarded_for_trust() {
         assert_eq!(r.header("x-ratelimit-limit"), Some(expected), "attempt {i}");
     }
     let r = s
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"email": "TOM@example.com", "password": PASSWORD})),
-            &[("x-forwarded-for", "198.51.100.77")],
-        )
+        .anon()
+        .req(Method::POST, "/api/v1/auth/login")
+        .json(json!({"email": "TOM@example.com", "password": PASSWORD}))
+        .header("x-forwarded-for", "198.51.100.77")
+        .send()
         .await;
     assert_eq!(r.status, 429);
     assert_eq!(r.header("x-ratelimit-limit"), Some("10"));
@@ -121,60 +115,49 @@ async fn login_account_limit_across_ips_and_forwarded_for_trust() {
 
     // The trusted proxy's X-Forwarded-For names the client: right-most untrusted entry.
     let r = s
-        .call(
-            "POST",
-            "/api/v1/auth/register",
-            None,
-            Some(json!({"email": "uma@example.com", "password": PASSWORD})),
-            &[],
-        )
+        .anon()
+        .req(Method::POST, "/api/v1/auth/register")
+        .json(json!({"email": "uma@example.com", "password": PASSWORD}))
+        .send()
         .await;
     assert_eq!(r.status, 201);
     let r = s
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"email": "uma@example.com", "password": PASSWORD})),
-            &[("x-forwarded-for", "10.9.9.9, 203.0.113.9, 127.0.0.1")],
-        )
+        .anon()
+        .req(Method::POST, "/api/v1/auth/login")
+        .json(json!({"email": "uma@example.com", "password": PASSWORD}))
+        .header("x-forwarded-for", "10.9.9.9, 203.0.113.9, 127.0.0.1")
+        .send()
         .await;
-    let token = r.cookie().expect("cookie");
-    let list = s.get("/api/v1/account/sessions", Some(&token)).await;
+    let token = s.with_token(&r.cookie().expect("cookie"));
+    let list = token.get("/api/v1/account/sessions").await;
     assert_eq!(list.body["sessions"][0]["ipAddress"], "203.0.113.9");
     s.stop().await;
 
     // From an untrusted peer the header is ignored.
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     s.register("vic@example.com").await;
     let r = s
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"email": "vic@example.com", "password": PASSWORD})),
-            &[("x-forwarded-for", "203.0.113.9")],
-        )
+        .anon()
+        .req(Method::POST, "/api/v1/auth/login")
+        .json(json!({"email": "vic@example.com", "password": PASSWORD}))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
         .await;
-    let token = r.cookie().expect("cookie");
-    let list = s.get("/api/v1/account/sessions", Some(&token)).await;
+    let token = s.with_token(&r.cookie().expect("cookie"));
+    let list = token.get("/api/v1/account/sessions").await;
     assert_eq!(list.body["sessions"][0]["ipAddress"], "127.0.0.1");
     s.stop().await;
 }
 
 #[tokio::test]
 async fn account_update_and_password_limits() {
-    let s = Server::start_with(&defaults()).await;
+    let s = TestApp::start_with(&defaults()).await;
     let token = s.user("wes@example.com").await;
     for i in 0..10 {
-        let r = s
-            .call(
-                "PATCH",
-                "/api/v1/account",
-                Some(&token),
-                Some(json!({"name": format!("W{i}")})),
-                &[],
-            )
+        let r = token
+            .req(Method::PATCH, "/api/v1/account")
+            .json(json!({"name": format!("W{i}")}))
+            .send()
             .await;
         assert_eq!(r.status, 200);
         assert_eq!(
@@ -187,41 +170,33 @@ async fn account_update_and_password_limits() {
             Some((9 - i).to_string().as_str())
         );
     }
-    let r = s
-        .call(
-            "PATCH",
-            "/api/v1/account",
-            Some(&token),
-            Some(json!({"name": "again"})),
-            &[],
-        )
+    let r = token
+        .req(Method::PATCH, "/api/v1/account")
+        .json(json!({"name": "again"}))
+        .send()
         .await;
     assert_eq!(r.status, 429);
     assert_eq!(r.body["error"], TOO_MANY);
 
     let path = "/api/v1/account/password";
     // An invalid request counts and carries the headers too.
-    let r = s
-        .post(path, Some(&token), json!({"currentPassword": PASSWORD}))
-        .await;
+    let r = token.post(path, json!({"currentPassword": PASSWORD})).await;
     assert_eq!(r.status, 422);
     assert_eq!(r.header("x-ratelimit-limit"), Some("5"));
     assert_eq!(r.header("x-ratelimit-remaining"), Some("4"));
     for _ in 0..4 {
-        let r = s
+        let r = token
             .post(
                 path,
-                Some(&token),
                 json!({"currentPassword": "wrong password", "newPassword": "new password 2"}),
             )
             .await;
         assert_eq!(r.status, 403);
         assert_eq!(r.header("x-ratelimit-limit"), Some("5"));
     }
-    let r = s
+    let r = token
         .post(
             path,
-            Some(&token),
             json!({"currentPassword": PASSWORD, "newPassword": "new password 2"}),
         )
         .await;
@@ -237,14 +212,14 @@ async fn account_update_and_password_limits() {
 
 #[tokio::test]
 async fn cache_failure_falls_back_to_database_and_local_limiter() {
-    let s = Server::start_with(&defaults()).await;
+    let s = TestApp::start_with(&defaults()).await;
     let token = s.user("xan@example.com").await;
     s.faults.fail(true);
     // Verify still works, from the database.
-    let r = s.get("/api/v1/auth/me", Some(&token)).await;
+    let r = token.get("/api/v1/auth/me").await;
     assert_eq!(r.status, 200);
     assert!(s.metric("sessiongate_session_db_fallbacks_total").await >= 1.0);
-    let r = s.get("/readyz", None).await;
+    let r = s.anon().get("/readyz").await;
     assert_eq!(r.status, 503);
     assert_eq!(r.body["cache"], "unavailable");
     assert_eq!(r.body["database"], "ok");
@@ -259,13 +234,13 @@ async fn cache_failure_falls_back_to_database_and_local_limiter() {
     assert_eq!(r.body["error"], TOO_MANY);
     assert!(s.metric("sessiongate_rate_limit_fallbacks_total").await >= 5.0);
     s.faults.fail(false);
-    assert_eq!(s.get("/readyz", None).await.status, 200);
+    assert_eq!(s.anon().get("/readyz").await.status, 200);
     s.stop().await;
 }
 
 #[tokio::test]
 async fn audit_write_failure_does_not_fail_login() {
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     s.register("yan@example.com").await;
     s.sql("DROP TABLE audit_log").await;
     let r = s.login_as("yan@example.com", PASSWORD).await;
@@ -278,23 +253,23 @@ async fn audit_write_failure_does_not_fail_login() {
 
 #[tokio::test]
 async fn cron_cleanup_deletes_exactly_the_expired_rows() {
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     let path = "/api/v1/cron/cleanup-sessions";
-    assert_eq!(s.call("POST", path, None, None, &[]).await.status, 401);
+    assert_eq!(s.anon().req(Method::POST, path).send().await.status, 401);
     let r = s
-        .call(
-            "POST",
-            path,
-            None,
-            None,
-            &[("authorization", "Bearer wrong")],
-        )
+        .anon()
+        .req(Method::POST, path)
+        .header("authorization", "Bearer wrong")
+        .send()
         .await;
     assert_eq!(r.status, 401);
     assert_eq!(r.body["error"], "Unauthorized");
     let bearer = format!("Bearer {CRON}");
     let r = s
-        .call("POST", path, None, None, &[("authorization", &bearer)])
+        .anon()
+        .req(Method::POST, path)
+        .header("authorization", &bearer)
+        .send()
         .await;
     assert_eq!(r.body, json!({"deleted": 0}));
     // The scheme is case-insensitive and may be followed by several spaces (RFC 7235/6750);
@@ -307,7 +282,10 @@ async fn cron_cleanup_deletes_exactly_the_expired_rows() {
         (CRON.to_owned(), 401),
     ] {
         let r = s
-            .call("POST", path, None, None, &[("authorization", &header)])
+            .anon()
+            .req(Method::POST, path)
+            .header("authorization", &header)
+            .send()
             .await;
         assert_eq!(r.status, status, "{header}");
     }
@@ -320,20 +298,29 @@ async fn cron_cleanup_deletes_exactly_the_expired_rows() {
     let fresh = s.login("new@example.com").await;
     s.clock.advance(hours(84));
     let r = s
-        .call("POST", path, None, None, &[("authorization", &bearer)])
+        .anon()
+        .req(Method::POST, path)
+        .header("authorization", &bearer)
+        .send()
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, json!({"deleted": 2}));
-    assert_eq!(s.get("/api/v1/auth/me", Some(&fresh)).await.status, 200);
+    assert_eq!(fresh.get("/api/v1/auth/me").await.status, 200);
     let r = s
-        .call("POST", path, None, None, &[("authorization", &bearer)])
+        .anon()
+        .req(Method::POST, path)
+        .header("authorization", &bearer)
+        .send()
         .await;
     assert_eq!(r.body, json!({"deleted": 0}));
     s.stop().await;
 
-    let s = Server::start_with(&[("CRON_SECRET", "")]).await;
+    let s = TestApp::start_with(&[("CRON_SECRET", "")]).await;
     let r = s
-        .call("POST", path, None, None, &[("authorization", "Bearer ")])
+        .anon()
+        .req(Method::POST, path)
+        .header("authorization", "Bearer ")
+        .send()
         .await;
     assert_eq!(r.status, 401);
     s.stop().await;
@@ -341,16 +328,27 @@ async fn cron_cleanup_deletes_exactly_the_expired_rows() {
 
 #[tokio::test]
 async fn health_ready_metrics_and_routing() {
-    let s = Server::start().await;
-    assert_eq!(s.get("/healthz", None).await.status, 200);
-    let r = s.get("/readyz", None).await;
+    let s = TestApp::start().await;
+    assert_eq!(s.anon().get("/healthz").await.status, 200);
+    let r = s.anon().get("/readyz").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, json!({"database": "ok", "cache": "ok"}));
     let token = s.user("zed@example.com").await;
-    let _ = s.get("/api/v1/auth/me", Some(&token)).await;
+    let _ = token.get("/api/v1/auth/me").await;
+    // Public listener: only with the bearer token.
+    for auth in [None, Some("Bearer wrong-token"), Some("Basic bWV0cmljcw==")] {
+        let mut req = s.http.get(format!("{}/metrics", s.base));
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        let r = Resp::read(req.send().await.expect("metrics")).await;
+        assert_eq!(r.status, 401, "{auth:?}");
+        assert!(r.body["error"].is_string());
+    }
     let r = s
         .http
         .get(format!("{}/metrics", s.base))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .expect("metrics");
@@ -372,83 +370,68 @@ async fn health_ready_metrics_and_routing() {
         assert!(text.contains(name), "{name}");
     }
     assert!(text.contains("route=\"/api/v1/auth/me\""));
-    assert!(!text.contains(&token));
+    assert!(!text.contains(token.token()));
 
     // Unknown API path: JSON 404; wrong method: 405; every answer has a request id.
-    let r = s.get("/api/v1/nothing/here", None).await;
+    let r = s.anon().get("/api/v1/nothing/here").await;
     assert_eq!(r.status, 404);
     assert!(r.body["error"].is_string());
     assert!(r.header("x-request-id").is_some_and(|v| !v.is_empty()));
-    let r = s.call("PUT", "/api/v1/auth/me", None, None, &[]).await;
+    let r = s.anon().req(Method::PUT, "/api/v1/auth/me").send().await;
     assert_eq!(r.status, 405);
     assert!(r.body["error"].is_string());
-    let r = s.call("GET", "/api/v1/auth/login", None, None, &[]).await;
+    let r = s.anon().req(Method::GET, "/api/v1/auth/login").send().await;
     assert_eq!(r.status, 405);
     s.stop().await;
 }
 
 #[tokio::test]
 async fn cross_site_requests_are_refused_first() {
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     let token = s.user("csrf@example.com").await;
     let login = json!({"email": "csrf@example.com", "password": PASSWORD});
     let r = s
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(login.clone()),
-            &[("origin", "https://evil.example")],
-        )
+        .anon()
+        .req(Method::POST, "/api/v1/auth/login")
+        .json(login.clone())
+        .header("origin", "https://evil.example")
+        .send()
         .await;
     assert_eq!(r.status, 403);
     assert!(r.body["error"].is_string());
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/auth/logout",
-            Some(&token),
-            None,
-            &[("sec-fetch-site", "cross-site")],
-        )
+    let r = token
+        .req(Method::POST, "/api/v1/auth/logout")
+        .header("sec-fetch-site", "cross-site")
+        .send()
         .await;
     assert_eq!(r.status, 403);
     assert_eq!(
-        s.get("/api/v1/auth/me", Some(&token)).await.status,
+        token.get("/api/v1/auth/me").await.status,
         200,
         "logout did not happen"
     );
-    let r = s
-        .call(
-            "DELETE",
-            "/api/v1/account/sessions",
-            Some(&token),
-            None,
-            &[("origin", "null")],
-        )
+    let r = token
+        .req(Method::DELETE, "/api/v1/account/sessions")
+        .header("origin", "null")
+        .send()
         .await;
     assert_eq!(r.status, 403);
     // Same origin is fine, and so is a request with neither header.
     let origin = format!("http://{}", s.host());
     let r = s
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(login.clone()),
-            &[("origin", &origin), ("sec-fetch-site", "same-origin")],
-        )
+        .anon()
+        .req(Method::POST, "/api/v1/auth/login")
+        .json(login.clone())
+        .header("origin", &origin)
+        .header("sec-fetch-site", "same-origin")
+        .send()
         .await;
     assert_eq!(r.status, 200);
     // A GET with a foreign Origin is not state-changing.
-    let r = s
-        .call(
-            "GET",
-            "/api/v1/auth/me",
-            Some(&token),
-            None,
-            &[("origin", "https://evil.example")],
-        )
+    let r = token
+        .req(Method::GET, "/api/v1/auth/me")
+        .header("origin", "https://evil.example")
+        .send()
         .await;
     assert_eq!(r.status, 200);
     s.stop().await;

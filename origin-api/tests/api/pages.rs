@@ -2,9 +2,7 @@
 //! sanitising of `/login`, the embedded assets (ETag revalidation, unknown names) and the
 //! methods a page answers.
 
-mod common;
-
-use common::Server;
+use crate::support::{Method, TestApp};
 use serde_json::Value;
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -22,12 +20,12 @@ fn data_next(html: &str) -> &str {
 
 #[tokio::test]
 async fn pages_are_served_with_security_headers_and_a_safe_next() {
-    let server = Server::start().await;
+    let server = TestApp::start().await;
 
     // Every page is a shell served to anyone: the edge protects /account and /users, and
     // the page's own API calls decide what it shows.
     for path in ["/login", "/register", "/account", "/users"] {
-        let r = server.get(path, None).await;
+        let r = server.anon().get(path).await;
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(
             r.header("content-type"),
@@ -49,7 +47,7 @@ async fn pages_are_served_with_security_headers_and_a_safe_next() {
         assert!(!html.contains(" style="), "{path}: inline style attribute");
     }
 
-    let home = server.get("/", None).await;
+    let home = server.anon().get("/").await;
     assert_eq!(home.status, 302);
     assert_eq!(home.header("location"), Some("/account"));
 
@@ -69,7 +67,7 @@ async fn pages_are_served_with_security_headers_and_a_safe_next() {
         ("next=/%22%3E%3Cscript%3E", "/&quot;&gt;&lt;script&gt;"),
     ] {
         for page in ["/login", "/register"] {
-            let r = server.get(&format!("{page}?{query}"), None).await;
+            let r = server.anon().get(&format!("{page}?{query}")).await;
             assert_eq!(r.status, 200);
             assert_eq!(data_next(text(&r.body)), expected, "{page}?{query}");
         }
@@ -80,7 +78,7 @@ async fn pages_are_served_with_security_headers_and_a_safe_next() {
 
 #[tokio::test]
 async fn assets_revalidate_and_pages_answer_only_get() {
-    let server = Server::start().await;
+    let server = TestApp::start().await;
 
     for (name, content_type) in [
         ("app.css", "text/css; charset=utf-8"),
@@ -92,7 +90,7 @@ async fn assets_revalidate_and_pages_answer_only_get() {
         ("logo.svg", "image/svg+xml"),
     ] {
         let path = format!("/assets/{name}");
-        let r = server.get(&path, None).await;
+        let r = server.anon().get(&path).await;
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.header("content-type"), Some(content_type), "{path}");
         assert_eq!(
@@ -104,14 +102,17 @@ async fn assets_revalidate_and_pages_answer_only_get() {
         assert_eq!(r.header("cache-control"), Some("no-cache"), "{path}");
         let etag = r.header("etag").expect("etag").to_owned();
         let again = server
-            .call("GET", &path, None, None, &[("if-none-match", &etag)])
+            .anon()
+            .req(Method::GET, &path)
+            .header("if-none-match", &etag)
+            .send()
             .await;
         assert_eq!(again.status, 304, "{path}");
         assert_eq!(again.body, Value::Null, "{path}: a 304 has no body");
     }
 
     for missing in ["/assets/nope.js", "/assets/../Cargo.toml", "/favicon.ico"] {
-        let r = server.get(missing, None).await;
+        let r = server.anon().get(missing).await;
         assert_eq!(r.status, 404, "{missing}");
         assert_eq!(
             r.header("content-type"),
@@ -121,13 +122,20 @@ async fn assets_revalidate_and_pages_answer_only_get() {
         assert!(r.body["error"].is_string(), "{missing}");
     }
 
-    let head = server.call("HEAD", "/login", None, None, &[]).await;
+    let head = server.anon().req(Method::HEAD, "/login").send().await;
     assert_eq!(head.status, 200);
     assert_eq!(head.body, Value::Null);
     assert_eq!(head.header("content-security-policy"), Some(CSP));
 
     for method in ["POST", "PATCH", "DELETE"] {
-        let r = server.call(method, "/account", None, None, &[]).await;
+        let r = server
+            .anon()
+            .req(
+                Method::from_bytes(method.as_bytes()).expect("method"),
+                "/account",
+            )
+            .send()
+            .await;
         assert_eq!(r.status, 405, "{method}");
         assert_eq!(r.header("allow"), Some("GET"), "{method}");
         assert!(r.body["error"].is_string(), "{method}");

@@ -3,20 +3,18 @@
 //! Postgres stopped had no audit row afterwards). Postgres only: a trigger ends the
 //! inserting backend (SQLSTATE 57P01, as a restart does) while a flag row exists.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Server;
+use crate::support::TestApp;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 #[tokio::test]
 async fn an_audit_write_refused_by_an_unavailable_database_lands_later() {
-    if common::postgres_url().is_none() {
+    if crate::support::postgres_url().is_none() {
         eprintln!("skipped: needs DATABASE_URL pointing to Postgres");
         return;
     }
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     let email = "audited@example.com";
     s.register(email).await;
     s.sql(
@@ -64,7 +62,7 @@ async fn an_audit_write_refused_by_an_unavailable_database_lands_later() {
         "the write was given up"
     );
     s.sql("DELETE FROM audit_down").await;
-    let items = s.audit_items(&token, 2).await;
+    let items = token.audit_items(2).await;
     let actions: Vec<&str> = items.iter().filter_map(|i| i["action"].as_str()).collect();
     assert!(actions.contains(&"login"), "{actions:?}");
     assert_eq!(

@@ -3,17 +3,15 @@
 //! at a time held its connection and handler open indefinitely; hyper's header read
 //! timeout does not cover bodies).
 
-mod common;
-
 use std::time::Duration;
 
-use common::Server;
+use crate::support::TestApp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn a_stalled_body_is_answered_408_and_the_connection_closed() {
-    let s = Server::start_with(&[("BODY_READ_TIMEOUT", "1s")]).await;
+    let s = TestApp::start_with(&[("BODY_READ_TIMEOUT", "1s")]).await;
     let mut stream = TcpStream::connect(s.host()).await.expect("connect");
     let head = format!(
         "POST /api/v1/auth/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
@@ -36,7 +34,7 @@ async fn a_stalled_body_is_answered_408_and_the_connection_closed() {
     );
     assert!(text.contains("\"error\""), "{text}");
     // The server still serves.
-    let r = s.get("/healthz", None).await;
+    let r = s.anon().get("/healthz").await;
     assert_eq!(r.status, 200);
     s.stop().await;
 }

@@ -5,25 +5,23 @@
 //! statement is held by a trigger while the test terminates its backend, as a failover or
 //! an operator would.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{PASSWORD, Server};
+use crate::support::{PASSWORD, TestApp};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 
 #[tokio::test]
 async fn a_connection_lost_mid_password_change_is_503_and_changes_nothing() {
-    if common::postgres_url().is_none() {
+    if crate::support::postgres_url().is_none() {
         eprintln!("skipped: needs DATABASE_URL pointing to Postgres");
         return;
     }
-    let s = Server::start().await;
+    let s = TestApp::start().await;
     let email = "cut@example.com";
     let actor = s.user(email).await;
     let others = [s.login(email).await, s.login(email).await];
-    let id = s.user_id(&actor).await;
+    let id = actor.id().await;
     s.sql(&format!(
         "CREATE FUNCTION hold_delete() RETURNS trigger AS $$ \
          BEGIN PERFORM pg_sleep(5); RETURN OLD; END $$ LANGUAGE plpgsql; \
@@ -34,7 +32,7 @@ async fn a_connection_lost_mid_password_change_is_503_and_changes_nothing() {
 
     let http = s.http.clone();
     let url = format!("{}/api/v1/account/password", s.base);
-    let cookie = format!("__Host-session={actor}");
+    let cookie = format!("__Host-session={}", actor.token());
     let change = tokio::spawn(async move {
         http.post(url)
             .header("cookie", cookie)
@@ -76,7 +74,7 @@ async fn a_connection_lost_mid_password_change_is_503_and_changes_nothing() {
     assert_eq!(s.login_as(email, PASSWORD).await.status, 200);
     assert_eq!(s.login_as(email, "after the cut").await.status, 401);
     for token in &others {
-        assert_eq!(s.get("/api/v1/auth/me", Some(token)).await.status, 200);
+        assert_eq!(token.me().await.status, 200);
     }
     s.stop().await;
 }

@@ -2,6 +2,12 @@
 //! one per core, so a login storm queues here instead of stalling the async workers that
 //! serve verification.
 //!
+//! The queue is bounded (`PASSWORD_QUEUE_MAX`): beyond it a job is refused at once
+//! ([`DomainError::Busy`], a `503` with `Retry-After`) instead of queueing work that would
+//! finish long after its client gave up. A job whose caller has gone (the client hung up,
+//! dropping the request) is skipped when its turn comes, and the queue-depth gauge counts
+//! a job from its acceptance to its end or its skip, so it stays true.
+//!
 //! The hashing threads run at a lower scheduling priority (nice 10): when hashing and
 //! verification compete for the CPU, verification gets it first, and hashing still takes
 //! every idle cycle. On the same threads as everything else, a login storm multiplied
@@ -12,20 +18,19 @@
 //! of the hash itself, and resident memory stays bounded by threads × 19 MiB.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use metrics::Gauge;
+use metrics::{Counter, Gauge};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
+use crate::domain::error::DomainError;
+use crate::domain::types::Password;
 
-/// Longest accepted password in bytes; longer ones are refused before any hashing.
-pub const MAX_BYTES: usize = 1024;
-/// Shortest accepted new password in bytes.
-pub const MIN_BYTES: usize = 8;
+/// Seconds a client is asked to wait when the queue is full.
+pub const BUSY_RETRY_AFTER: u64 = 2;
 
 const M_COST: u32 = 19_456;
 const T_COST: u32 = 2;
@@ -41,8 +46,14 @@ fn params() -> Params {
 /// The nice value of the hashing threads.
 const HASHING_NICE: i32 = 10;
 
-/// One unit of hashing work, given the thread's working area.
-type Job = Box<dyn FnOnce(&mut [Block]) + Send>;
+/// One unit of hashing work, given the thread's working area; `wanted` says whether its
+/// caller still waits for it.
+struct Job {
+    work: Work,
+    wanted: Box<dyn Fn() -> bool + Send>,
+}
+
+type Work = Box<dyn FnOnce(&mut [Block]) + Send>;
 
 /// The result of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,63 +63,110 @@ pub struct Checked {
     pub needs_rehash: bool,
 }
 
+/// The gauges and counters the pool keeps true.
+#[derive(Clone)]
+pub struct PoolMetrics {
+    /// Jobs accepted and not yet finished or skipped.
+    pub depth: Gauge,
+    /// Jobs refused because the queue was full.
+    pub rejected: Counter,
+    /// Jobs skipped because their caller had gone.
+    pub abandoned: Counter,
+}
+
+impl PoolMetrics {
+    /// Metrics that go nowhere (command-line use).
+    pub fn detached() -> PoolMetrics {
+        PoolMetrics {
+            depth: Gauge::noop(),
+            rejected: Counter::noop(),
+            abandoned: Counter::noop(),
+        }
+    }
+}
+
 /// The hashing pool. Its threads end when it is dropped.
 pub struct Passwords {
-    jobs: Sender<Job>,
-    queue: Gauge,
+    jobs: SyncSender<Job>,
+    metrics: PoolMetrics,
     /// A hash of a random password with today's parameters, verified against when the
     /// email is unknown so both failures cost the same.
     dummy: String,
 }
 
+fn internal(e: impl std::fmt::Display) -> DomainError {
+    DomainError::Internal(format!("password hashing: {e}"))
+}
+
 impl Passwords {
-    /// Starts one hashing thread per core and prepares the dummy hash.
-    pub async fn new(queue: Gauge) -> Result<Passwords, ApiError> {
+    /// Starts one hashing thread per core with a queue of at most `queue_max` waiting
+    /// jobs, and prepares the dummy hash.
+    pub async fn new(queue_max: usize, metrics: PoolMetrics) -> Result<Passwords, DomainError> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let blocks = params().block_count();
         // The dummy's area is not kept: an idle service holds none.
         let dummy = tokio::task::spawn_blocking(move || {
             let mut random = [0u8; 32];
-            getrandom::fill(&mut random).map_err(|e| ApiError::Internal(e.to_string()))?;
+            getrandom::fill(&mut random).map_err(internal)?;
             hash_now(&random, &mut vec![Block::default(); blocks])
         })
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-        let (jobs, receiver) = std::sync::mpsc::channel::<Job>();
+        .map_err(internal)??;
+        let (jobs, receiver) = std::sync::mpsc::sync_channel::<Job>(queue_max.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
         for i in 0..cores {
             let receiver = receiver.clone();
+            let metrics = metrics.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
-                .spawn(move || hashing_thread(&receiver, blocks))
-                .map_err(|e| ApiError::Internal(format!("hashing thread: {e}")))?;
+                .spawn(move || hashing_thread(&receiver, blocks, &metrics))
+                .map_err(internal)?;
         }
-        Ok(Passwords { jobs, queue, dummy })
+        Ok(Passwords {
+            jobs,
+            metrics,
+            dummy,
+        })
     }
 
-    /// Runs `job` on a hashing thread, with that thread's working area.
+    /// Runs `job` on a hashing thread, with that thread's working area; refused at once
+    /// when the queue is full.
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut [Block]) -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, DomainError> {
         let (done, result) = tokio::sync::oneshot::channel();
-        self.queue.increment(1.0);
-        let sent = self.jobs.send(Box::new(move |area: &mut [Block]| {
-            let _ = done.send(job(area));
-        }));
-        let result = match sent {
-            Ok(()) => result
-                .await
-                .map_err(|_| ApiError::Internal("password hashing job failed".into())),
-            Err(_) => Err(ApiError::Internal("password hashing pool stopped".into())),
+        let waiting = Arc::new(done);
+        let wanted = {
+            let waiting = Arc::downgrade(&waiting);
+            Box::new(move || waiting.upgrade().is_some_and(|d| !d.is_closed()))
         };
-        self.queue.decrement(1.0);
-        result
+        let work = Box::new(move |area: &mut [Block]| {
+            let value = job(area);
+            if let Ok(done) = Arc::try_unwrap(waiting) {
+                let _ = done.send(value);
+            }
+        });
+        self.metrics.depth.increment(1.0);
+        match self.jobs.try_send(Job { work, wanted }) {
+            Ok(()) => result.await.map_err(|_| internal("the hashing job failed")),
+            Err(TrySendError::Full(_)) => {
+                self.metrics.depth.decrement(1.0);
+                self.metrics.rejected.increment(1);
+                Err(DomainError::Busy {
+                    retry_after: BUSY_RETRY_AFTER,
+                })
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.metrics.depth.decrement(1.0);
+                Err(internal("the pool stopped"))
+            }
+        }
     }
 
     /// Hashes a new password (a fresh random salt each time).
-    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
-        self.run(move |area| hash_now(password.as_bytes(), area))
+    pub async fn hash(&self, password: Password) -> Result<String, DomainError> {
+        self.run(move |area| hash_now(password.expose().as_bytes(), area))
             .await?
     }
 
@@ -116,13 +174,13 @@ impl Passwords {
     /// (always failing then, after the same work).
     pub async fn verify(
         &self,
-        password: String,
+        password: Password,
         stored: Option<String>,
-    ) -> Result<Checked, ApiError> {
+    ) -> Result<Checked, DomainError> {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy.clone());
         let checked = self
-            .run(move |area| check(password.as_bytes(), &hash, area))
+            .run(move |area| check(password.expose().as_bytes(), &hash, area))
             .await?;
         Ok(Checked {
             ok: known && checked.ok,
@@ -132,9 +190,9 @@ impl Passwords {
 }
 
 /// A hashing thread: lowers its own priority, then runs jobs until the pool is dropped. Its
-/// working area is allocated on the first job and kept. A job that panics loses its answer
-/// (the caller gets an error), not the thread.
-fn hashing_thread(jobs: &Mutex<Receiver<Job>>, blocks: usize) {
+/// working area is allocated on the first job and kept. A job whose caller has gone is
+/// skipped. A job that panics loses its answer (the caller gets an error), not the thread.
+fn hashing_thread(jobs: &Mutex<Receiver<Job>>, blocks: usize, metrics: &PoolMetrics) {
     lower_priority();
     let mut area: Vec<Block> = Vec::new();
     loop {
@@ -142,10 +200,16 @@ fn hashing_thread(jobs: &Mutex<Receiver<Job>>, blocks: usize) {
             Ok(job) => job,
             Err(_) => return,
         };
-        if area.len() < blocks {
-            area = vec![Block::default(); blocks];
+        if (job.wanted)() {
+            if area.len() < blocks {
+                area = vec![Block::default(); blocks];
+            }
+            let work = job.work;
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| work(&mut area)));
+        } else {
+            metrics.abandoned.increment(1);
         }
-        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut area)));
+        metrics.depth.decrement(1.0);
     }
 }
 
@@ -172,9 +236,9 @@ fn lower_priority() {
 fn lower_priority() {}
 
 /// A new argon2id PHC string for `password` with a fresh random salt, computed in `area`.
-fn hash_now(password: &[u8], area: &mut [Block]) -> Result<String, ApiError> {
-    fn fail(e: impl std::fmt::Display) -> ApiError {
-        ApiError::Internal(format!("argon2: {e}"))
+fn hash_now(password: &[u8], area: &mut [Block]) -> Result<String, DomainError> {
+    fn fail(e: impl std::fmt::Display) -> DomainError {
+        DomainError::Internal(format!("argon2: {e}"))
     }
     let mut salt = [0u8; SALT_LEN];
     getrandom::fill(&mut salt).map_err(fail)?;

@@ -1,0 +1,276 @@
+//! The middleware of the router, each one job: the request context and the deferred
+//! answer headers, the CSRF rule, HSTS, request metrics, and the contract's JSON for
+//! answers the router makes itself (404, 405, a panic's 500).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{ALLOW, ORIGIN, STRICT_TRANSPORT_SECURITY};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower_http::request_id::{MakeRequestId, RequestId};
+
+use crate::config::{PublicUrl, default_port, split_authority};
+use crate::http::context::{Peer, RequestContext};
+use crate::http::error::{ApiError, error_response};
+use crate::http::extract::Extras;
+use crate::http::state::AppState;
+use crate::metrics::RouteMetrics;
+
+/// Decides the request context, gives the request its [`Extras`] and applies them to the
+/// answer, and adds `Strict-Transport-Security` to every answer served over HTTPS.
+pub async fn context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    let ctx = RequestContext::of(&state.config, peer, req.headers());
+    let https = ctx.https;
+    let extras = Extras::default();
+    req.extensions_mut().insert(ctx);
+    req.extensions_mut().insert(extras.clone());
+    let mut resp = next.run(req).await;
+    extras.apply(&mut resp);
+    if https && let Some(max_age) = state.config.hsts_max_age {
+        let value = format!("max-age={}", max_age.as_secs());
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(STRICT_TRANSPORT_SECURITY, v);
+        }
+    }
+    resp
+}
+
+/// The CSRF rule: a state-changing request whose `Origin` names another origin, or that
+/// says `Sec-Fetch-Site: cross-site`, is refused with 403 before anything else happens.
+pub async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let ctx = req.extensions().get::<RequestContext>();
+    let refused = match ctx {
+        Some(ctx) => cross_site(
+            req.method(),
+            req.headers(),
+            ctx,
+            state.config.public_url.as_ref(),
+        ),
+        None => false,
+    };
+    if refused {
+        return ApiError::Forbidden("Cross-site request refused".into()).into_response();
+    }
+    next.run(req).await
+}
+
+/// True when a state-changing request comes from another site. Its `Origin` must equal
+/// `PUBLIC_URL` (scheme, host and port), or without it the request's own scheme and host;
+/// a default port counts only for its own scheme.
+pub fn cross_site(
+    method: &Method,
+    headers: &axum::http::HeaderMap,
+    ctx: &RequestContext,
+    public_url: Option<&PublicUrl>,
+) -> bool {
+    if !matches!(
+        *method,
+        Method::POST | Method::PATCH | Method::DELETE | Method::PUT
+    ) {
+        return false;
+    }
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("cross-site"));
+    if fetch_site {
+        return true;
+    }
+    let Some(origin) = headers.get(ORIGIN) else {
+        return false;
+    };
+    // `Origin: null` or garbage: not this origin.
+    let Some(origin) = origin.to_str().ok().and_then(PublicUrl::parse) else {
+        return true;
+    };
+    let expected = match public_url {
+        Some(url) => url.clone(),
+        None => {
+            let Some((host, port)) = ctx.host.as_deref().and_then(split_authority) else {
+                return true;
+            };
+            let scheme = ctx.scheme().to_owned();
+            let port = port.filter(|p| Some(*p) != default_port(&scheme));
+            PublicUrl { scheme, host, port }
+        }
+    };
+    origin != expected
+}
+
+/// Request metrics: count and time every request by route pattern, method and status.
+#[derive(Clone)]
+pub struct Observed {
+    pub state: AppState,
+    pub routes: Arc<HashMap<&'static str, RouteMetrics>>,
+    pub unmatched: Arc<RouteMetrics>,
+}
+
+pub async fn observe(State(observed): State<Observed>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| observed.routes.get(p.as_str()));
+    // Resolved before running: the handler consumes the request.
+    let route: &RouteMetrics = route.unwrap_or(&observed.unmatched);
+    let resp = next.run(req).await;
+    route.record(
+        &observed.state.core.metrics,
+        &method,
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
+    resp
+}
+
+/// The router's own 405 as the contract's JSON, with `Allow` listing the methods as the
+/// contract's tables do (`HEAD` is implied by `GET`). Applied around the whole router:
+/// axum adds `Allow` after a route's own layers have run.
+pub fn method_not_allowed(resp: Response) -> Response {
+    if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return resp;
+    }
+    let allow = resp
+        .headers()
+        .get(ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty() && *m != "HEAD")
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+    let mut json = ApiError::MethodNotAllowed.into_response();
+    json.headers_mut().extend(
+        resp.headers()
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("x-request-id"))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        json.headers_mut().insert(ALLOW, allow);
+    }
+    json
+}
+
+/// The answer for a path no route matches.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+/// A panicking handler answers 500 in the contract's shape (the panic is logged).
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = detail, "handler panicked");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal server error".into(),
+    )
+}
+
+/// Request ids: 32 hex digits, a random per-process prefix and a counter, unique without
+/// reading the OS random source on every request (a `getrandom` call per request showed
+/// in the warm-verify profile).
+#[derive(Clone, Copy, Default)]
+pub struct CounterRequestId;
+
+impl MakeRequestId for CounterRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        use std::sync::OnceLock;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| {
+            let mut bytes = [0u8; 8];
+            let _ = getrandom::fill(&mut bytes);
+            u64::from_le_bytes(bytes)
+        });
+        let id = format!(
+            "{prefix:016x}{:016x}",
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).expect("value"));
+        }
+        h
+    }
+
+    fn ctx(host: &str, https: bool) -> RequestContext {
+        RequestContext {
+            client_ip: "127.0.0.1".parse().unwrap(),
+            https,
+            host: Some(host.into()),
+        }
+    }
+
+    #[test]
+    fn csrf_compares_scheme_host_and_port() {
+        let post = Method::POST;
+        let c = ctx("app.example", true);
+        let refused = |h: &[(&'static str, &str)], c: &RequestContext, p: Option<&PublicUrl>| {
+            cross_site(&post, &headers(h), c, p)
+        };
+        assert!(!refused(&[], &c, None));
+        assert!(!refused(&[("origin", "https://app.example")], &c, None));
+        assert!(!refused(&[("origin", "https://APP.example:443")], &c, None));
+        // Same host, other scheme: another origin.
+        assert!(refused(&[("origin", "http://app.example")], &c, None));
+        // `:80` is not the default port of https.
+        assert!(refused(&[("origin", "https://app.example:80")], &c, None));
+        assert!(refused(&[("origin", "https://evil.example")], &c, None));
+        assert!(refused(&[("origin", "null")], &c, None));
+        assert!(refused(&[("sec-fetch-site", "cross-site")], &c, None));
+        assert!(!refused(&[("sec-fetch-site", "same-origin")], &c, None));
+        assert!(!cross_site(
+            &Method::GET,
+            &headers(&[("origin", "https://evil.example")]),
+            &c,
+            None
+        ));
+        let plain = ctx("127.0.0.1:8080", false);
+        assert!(!refused(
+            &[("origin", "http://127.0.0.1:8080")],
+            &plain,
+            None
+        ));
+        assert!(refused(
+            &[("origin", "https://127.0.0.1:8080")],
+            &plain,
+            None
+        ));
+        // PUBLIC_URL decides when set, whatever the Host header says.
+        let public = PublicUrl::parse("https://app.example").unwrap();
+        assert!(!refused(
+            &[("origin", "https://app.example")],
+            &plain,
+            Some(&public)
+        ));
+        assert!(refused(
+            &[("origin", "http://127.0.0.1:8080")],
+            &plain,
+            Some(&public)
+        ));
+    }
+}

@@ -1,0 +1,17 @@
+//! The origin's integration tests, one binary: each test starts a real server
+//! ([`support::TestApp`]) on an ephemeral port with its own database and cache (SQLite and
+//! the in-process cache by default; Postgres and Redis when `DATABASE_URL` / `REDIS_URL`
+//! are set) and talks to it over HTTP.
+
+mod support;
+
+mod account;
+mod admin;
+mod audit_retry;
+mod auth;
+mod cli;
+mod conn_killed;
+mod ops;
+mod pages;
+mod revoke_race;
+mod slow_body;

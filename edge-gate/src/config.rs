@@ -5,18 +5,38 @@
 use std::fmt;
 
 use shared::KeyRing;
-use shared::paths::PrefixList;
+use shared::paths::{MountPath, PrefixList};
+use shared::rules::AccessRules;
 
 pub const ORIGIN_URL: &str = "ORIGIN_URL";
 pub const SESSION_KEYS: &str = "SESSION_KEYS";
 pub const PROTECTED_PATHS: &str = "PROTECTED_PATHS";
 pub const PROTECTED_API_PATHS: &str = "PROTECTED_API_PATHS";
 pub const COOKIE_SECURE: &str = "COOKIE_SECURE";
+pub const MOUNT_PATH: &str = "MOUNT_PATH";
+pub const ACCESS_RULES: &str = "ACCESS_RULES";
+pub const HSTS_MAX_AGE: &str = "HSTS_MAX_AGE";
+pub const EDGE_SECRET: &str = "EDGE_SECRET";
+
+/// Every variable the edge reads, vars and secrets alike.
+pub const ALL_VARS: [&str; 9] = [
+    ORIGIN_URL,
+    SESSION_KEYS,
+    PROTECTED_PATHS,
+    PROTECTED_API_PATHS,
+    COOKIE_SECURE,
+    MOUNT_PATH,
+    ACCESS_RULES,
+    HSTS_MAX_AGE,
+    EDGE_SECRET,
+];
 
 /// Page prefixes answered with a login redirect when no valid cookie is sent.
 pub const DEFAULT_PROTECTED_PATHS: &str = "/account,/users";
 /// API prefixes answered with 401 when no valid cookie is sent.
 pub const DEFAULT_PROTECTED_API_PATHS: &str = "/api/v1/account,/api/v1/users,/api/v1/auth/me";
+/// `Strict-Transport-Security` lifetime when `HSTS_MAX_AGE` is unset: one year.
+pub const DEFAULT_HSTS_MAX_AGE: u64 = 365 * 24 * 60 * 60;
 
 /// Everything the gate needs to decide and to proxy.
 #[derive(Clone, Debug)]
@@ -24,10 +44,37 @@ pub struct EdgeConfig {
     /// Scheme, host, port and optional base path, without a trailing `/`.
     pub origin: String,
     pub keys: KeyRing,
+    /// Page prefixes, relative to the mount path.
     pub protected_pages: PrefixList,
+    /// API prefixes, relative to the mount path.
     pub protected_api: PrefixList,
     /// Picks the cookie name (`__Host-session` or `session`) and the clear-cookie form.
     pub cookie_secure: bool,
+    /// Where sessiongate's own routes live (`MOUNT_PATH`, default `/`).
+    pub mount: MountPath,
+    /// The app's access rules (`ACCESS_RULES`), when the edge guards an app too.
+    pub rules: Option<AccessRules>,
+    /// `Strict-Transport-Security: max-age=…` on https responses; 0 sends none.
+    pub hsts_max_age: u64,
+    /// Sent to the origin as `X-Sessiongate-Edge` when set.
+    pub edge_secret: Option<EdgeSecret>,
+}
+
+/// The `EDGE_SECRET` value. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EdgeSecret(String);
+
+impl EdgeSecret {
+    /// The secret itself, for the one header that carries it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for EdgeSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EdgeSecret(<redacted>)")
+    }
 }
 
 /// A configuration variable that is missing or unusable.
@@ -98,14 +145,81 @@ impl EdgeConfig {
                 )
             })?,
         };
+        let mount = match lookup(MOUNT_PATH) {
+            None => MountPath::root(),
+            Some(value) => {
+                MountPath::parse(&value).map_err(|e| error(MOUNT_PATH, e.to_string()))?
+            }
+        };
+        // The rule text is configuration, not a secret: the error names the bad rule.
+        let rules = lookup(ACCESS_RULES)
+            .map(|value| AccessRules::parse(&value).map_err(|e| error(ACCESS_RULES, e.to_string())))
+            .transpose()?;
+        let hsts_max_age = hsts_max_age(lookup(HSTS_MAX_AGE).as_deref())?;
+        let edge_secret = lookup(EDGE_SECRET).map(parse_edge_secret).transpose()?;
         Ok(Self {
             origin,
             keys,
             protected_pages,
             protected_api,
             cookie_secure,
+            mount,
+            rules,
+            hsts_max_age,
+            edge_secret,
         })
     }
+}
+
+/// `HSTS_MAX_AGE` in seconds: unset is one year; `0` switches the header off.
+pub fn hsts_max_age(value: Option<&str>) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(DEFAULT_HSTS_MAX_AGE),
+        Some(text) => parse_duration(text).ok_or_else(|| {
+            error(
+                HSTS_MAX_AGE,
+                format!("`{text}` is not a duration (seconds, or e.g. 365d, 12h, 30m, 45s)"),
+            )
+        }),
+    }
+}
+
+/// A duration as the contract writes them: `7d`, `12h`, `30m`, `45s`, or plain seconds.
+fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last()? {
+        (at, c) if c.is_ascii_alphabetic() => (&text[..at], c),
+        _ => (text, 's'),
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(scale)
+}
+
+/// The secret goes into a header verbatim, so it must be visible ASCII with no spaces.
+/// Errors never repeat the value.
+fn parse_edge_secret(value: String) -> Result<EdgeSecret, ConfigError> {
+    if value.is_empty() {
+        return Err(error(
+            EDGE_SECRET,
+            "is set but empty; unset it or give the origin's EDGE_SECRET",
+        ));
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(error(
+            EDGE_SECRET,
+            "must be printable ASCII without spaces (it is sent as a header value)",
+        ));
+    }
+    Ok(EdgeSecret(value))
 }
 
 /// An absolute `http`/`https` URL with an ASCII host (punycode for IDN), optional port
@@ -269,6 +383,73 @@ mod tests {
         );
         assert!(config.cookie_secure);
         assert_eq!(config.keys.signing_key().kid(), "k1");
+        assert!(config.mount.is_root());
+        assert_eq!(config.rules, None);
+        assert_eq!(config.hsts_max_age, 31_536_000);
+        assert_eq!(config.edge_secret, None);
+    }
+
+    #[test]
+    fn gateway_variables() {
+        let config = with(&[
+            (MOUNT_PATH, "/auth/"),
+            (ACCESS_RULES, "/ = public; /app = authenticated"),
+            (HSTS_MAX_AGE, "1d"),
+            (EDGE_SECRET, "s3cret-value"),
+        ])
+        .unwrap();
+        assert_eq!(config.mount.as_str(), "/auth/");
+        assert_eq!(config.rules.unwrap().rules().len(), 2);
+        assert_eq!(config.hsts_max_age, 86_400);
+        assert_eq!(
+            config.edge_secret.as_ref().unwrap().expose(),
+            "s3cret-value"
+        );
+        assert_eq!(
+            format!("{:?}", config.edge_secret.unwrap()),
+            "EdgeSecret(<redacted>)"
+        );
+        for (text, seconds) in [
+            ("0", 0),
+            ("600", 600),
+            ("45s", 45),
+            ("30m", 1800),
+            ("12h", 43_200),
+            ("365d", 31_536_000),
+        ] {
+            assert_eq!(
+                with(&[(HSTS_MAX_AGE, text)]).unwrap().hsts_max_age,
+                seconds,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_gateway_variables_are_named() {
+        for (var, bad) in [
+            (MOUNT_PATH, "auth"),
+            (MOUNT_PATH, "/a/../b"),
+            (MOUNT_PATH, "/a?b"),
+            (MOUNT_PATH, ""),
+            (ACCESS_RULES, ""),
+            (ACCESS_RULES, "/ = public; /x = nobody"),
+            (HSTS_MAX_AGE, "forever"),
+            (HSTS_MAX_AGE, "-1"),
+            (HSTS_MAX_AGE, "1w"),
+            (HSTS_MAX_AGE, "d"),
+            (HSTS_MAX_AGE, "99999999999999999999"),
+            (EDGE_SECRET, ""),
+            (EDGE_SECRET, "has space"),
+            (EDGE_SECRET, "caf\u{e9}"),
+        ] {
+            let err = with(&[(var, bad)]).unwrap_err();
+            assert_eq!(err.var, var, "{var}={bad:?}");
+        }
+        let err = with(&[(ACCESS_RULES, "/ = public; /x = nobody")]).unwrap_err();
+        assert!(err.to_string().contains("`/x = nobody`"), "{err}");
+        let err = with(&[(EDGE_SECRET, "top secret")]).unwrap_err();
+        assert!(!err.to_string().contains("top secret"), "{err}");
     }
 
     #[test]

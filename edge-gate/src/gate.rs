@@ -1,32 +1,76 @@
-//! The gate's decision: given a request's path, query and `Cookie` header, the time and
-//! the configuration, say whether to redirect to login, answer 401, or proxy. Pure: no
-//! I/O, no clock, so every rule is unit-tested natively.
+//! The gate's decision: given a request (method, path, query, the `Cookie` header and the
+//! headers the navigation test reads), the time and the configuration, say whether to
+//! redirect to login, answer 401, 400 or 404, or proxy. Pure: no I/O, no clock, so every
+//! rule is unit-tested natively.
 //!
-//! The contract makes no distinction by method, so the method is not an input.
+//! In order:
+//! 1. `<MOUNT_PATH>metrics` and `<MOUNT_PATH>readyz`, however spelled: 404, never proxied.
+//! 2. sessiongate's own protected pages and APIs (`PROTECTED_PATHS`, `PROTECTED_API_PATHS`,
+//!    relative to the mount): no valid cookie → redirect or 401, as `api-v1.md` says
+//!    (whatever the method: the contract's "Edge" section does not look at it).
+//! 3. With `ACCESS_RULES`, every other path that is not one of sessiongate's own routes:
+//!    the contract's anonymous rows. A path the rules cannot judge (`%2F`, `%5C`, NUL…) is
+//!    400; `public` is proxied; otherwise a valid signature is proxied (the origin decides
+//!    the rest) and anything else is redirected (a navigation) or 401.
+//! 4. Everything else is proxied.
 
 use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
 use shared::cookie::{cookie_name, cookie_values};
-use shared::paths::login_location;
+use shared::rules::{self, NavigationHeaders, PathRefusal, Policy, is_navigation, normalise_path};
 use shared::{Rejection, VerifiedToken, verify};
 
 use crate::config::EdgeConfig;
 
+pub use shared::rules::path_and_query;
+
+/// sessiongate's internal endpoints, relative to the mount, that the edge never proxies.
+const NEVER_PROXIED: [&str; 2] = ["/metrics", "/readyz"];
+
 /// What the worker does with a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// A protected page without a valid cookie: `302` to `location` (`no-store`), clearing
-    /// the cookie when an invalid one was sent.
+    /// No valid cookie where one is needed, on a page or a navigation: `302` to `location`
+    /// (`no-store`), clearing the cookie when an invalid one was sent.
     Redirect {
         location: String,
         clear_cookie: bool,
     },
-    /// A protected API path without a valid cookie: `401` JSON (`no-store`), clearing the
-    /// cookie when an invalid one was sent. The origin is not contacted.
+    /// No valid cookie where one is needed, anything else: `401` JSON (`no-store`),
+    /// clearing the cookie when an invalid one was sent. The origin is not contacted.
     Unauthorized { clear_cookie: bool },
-    /// Forward to the origin unchanged (plus the forwarded headers).
+    /// An internal endpoint (`metrics`, `readyz`): `404` JSON, never proxied.
+    NotFound,
+    /// A path the access rules refuse to judge: `400` JSON.
+    BadRequest(PathRefusal),
+    /// Forward to the origin (with the forwarding headers).
     Proxy,
+}
+
+/// One request, as the gate sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestFacts<'a> {
+    pub method: &'a str,
+    /// The raw path, percent-encoding intact.
+    pub path: &'a str,
+    /// The raw query without `?`; `None` or empty when absent.
+    pub query: Option<&'a str>,
+    pub cookie: Option<&'a str>,
+    pub navigation: NavigationHeaders<'a>,
+}
+
+impl<'a> RequestFacts<'a> {
+    /// A plain `GET` with no header but `Cookie` (a navigation, by the contract's test).
+    pub fn get(path: &'a str, query: Option<&'a str>, cookie: Option<&'a str>) -> Self {
+        Self {
+            method: "GET",
+            path,
+            query,
+            cookie,
+            navigation: NavigationHeaders::default(),
+        }
+    }
 }
 
 /// The session cookie as sent with a request.
@@ -69,7 +113,7 @@ pub fn cookie_state(config: &EdgeConfig, cookie_header: Option<&str>, now: u64) 
     }
 }
 
-/// Which protection, if any, covers a path.
+/// Which of sessiongate's own protections, if any, covers a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protection {
     Page,
@@ -77,13 +121,18 @@ pub enum Protection {
     None,
 }
 
-/// The protection for `path` (the raw, possibly percent-encoded request path). The path is
-/// matched both as sent and normalised (percent-decoded, repeated `/` collapsed), so an
-/// encoded or doubled spelling of a protected path is protected too. API prefixes are
-/// checked first: an API path under a page prefix still gets 401, not a redirect.
+/// The protection for `path` (the raw, possibly percent-encoded request path). The
+/// prefixes are relative to the mount path. The path is matched both as sent and read
+/// leniently (every escape decoded, `\` as `/`, dot segments resolved, repeated `/`
+/// collapsed), so any spelling of a protected path is protected. API prefixes are checked
+/// first: an API path under a page prefix still gets 401, not a redirect.
 pub fn protection(config: &EdgeConfig, path: &str) -> Protection {
-    let normalised = normalise(path);
-    let hit = |list: &shared::paths::PrefixList| list.matches(path) || list.matches(&normalised);
+    protection_of(config, path, &lenient_reading(path))
+}
+
+fn protection_of(config: &EdgeConfig, raw: &str, lenient: &str) -> Protection {
+    let readings = [config.mount.strip(raw), config.mount.strip(lenient)];
+    let hit = |list: &shared::paths::PrefixList| readings.iter().flatten().any(|p| list.matches(p));
     if hit(&config.protected_api) {
         Protection::Api
     } else if hit(&config.protected_pages) {
@@ -93,23 +142,46 @@ pub fn protection(config: &EdgeConfig, path: &str) -> Protection {
     }
 }
 
-/// Percent-decodes `path` and collapses runs of `/`.
-fn normalise(path: &str) -> Cow<'_, str> {
-    let decoded = percent_decode_str(path).decode_utf8_lossy();
-    if !decoded.contains("//") {
-        return decoded;
-    }
-    let mut collapsed = String::with_capacity(decoded.len());
-    for c in decoded.chars() {
-        if !(c == '/' && collapsed.ends_with('/')) {
-            collapsed.push(c);
+/// The most generous reading of a path: every escape decoded (invalid UTF-8 replaced),
+/// backslashes taken as `/`, `.`/`..` resolved, repeated `/` collapsed. Used only to widen
+/// what the gate guards, never to let something through.
+fn lenient_reading(path: &str) -> String {
+    let decoded: Cow<'_, str> = percent_decode_str(path).decode_utf8_lossy();
+    let decoded = decoded.replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
         }
     }
-    Cow::Owned(collapsed)
+    let mut reading = String::with_capacity(decoded.len() + 1);
+    for segment in &segments {
+        reading.push('/');
+        reading.push_str(segment);
+    }
+    if reading.is_empty() {
+        reading.push('/');
+    }
+    reading
 }
 
-/// The decision for a request to `path` (raw) with `query` (raw, without `?`; `None` or
-/// empty when absent) and the `Cookie` header, at unix time `now`.
+/// True for `<MOUNT>metrics` and `<MOUNT>readyz` in any spelling (with or without a
+/// trailing `/`).
+fn never_proxied(config: &EdgeConfig, raw: &str, lenient: &str) -> bool {
+    [raw, lenient].iter().any(|path| {
+        config.mount.strip(path).is_some_and(|relative| {
+            let relative = relative.trim_end_matches('/');
+            NEVER_PROXIED.contains(&relative)
+        })
+    })
+}
+
+/// The decision for a plain `GET` to `path` (raw) with `query` (raw, without `?`; `None`
+/// or empty when absent) and the `Cookie` header, at unix time `now`.
 pub fn decide(
     config: &EdgeConfig,
     path: &str,
@@ -117,31 +189,59 @@ pub fn decide(
     cookie_header: Option<&str>,
     now: u64,
 ) -> Decision {
-    let protection = protection(config, path);
-    if protection == Protection::None {
-        return Decision::Proxy;
-    }
-    let state = cookie_state(config, cookie_header, now);
-    if matches!(state, CookieState::Valid(_)) {
-        return Decision::Proxy;
-    }
-    let clear_cookie = state.is_invalid();
-    match protection {
-        Protection::Page => Decision::Redirect {
-            location: login_location(&path_and_query(path, query)),
-            clear_cookie,
-        },
-        Protection::Api => Decision::Unauthorized { clear_cookie },
-        Protection::None => Decision::Proxy,
-    }
+    decide_request(config, &RequestFacts::get(path, query, cookie_header), now)
 }
 
-/// `path?query`, or `path` when the query is absent or empty.
-pub fn path_and_query(path: &str, query: Option<&str>) -> String {
-    match query {
-        Some(q) if !q.is_empty() => format!("{path}?{q}"),
-        _ => path.to_owned(),
+/// The decision for `request` at unix time `now` (see the module documentation).
+pub fn decide_request(config: &EdgeConfig, request: &RequestFacts<'_>, now: u64) -> Decision {
+    let lenient = lenient_reading(request.path);
+    if never_proxied(config, request.path, &lenient) {
+        return Decision::NotFound;
     }
+    // Without a valid signature, the answer the decision table gives an anonymous request;
+    // with one, the origin decides.
+    let anonymous = |answer: rules::Decision| {
+        let state = cookie_state(config, request.cookie, now);
+        let clear_cookie = state.is_invalid();
+        match (state, answer) {
+            (CookieState::Valid(_), _) | (_, rules::Decision::Allow) => Decision::Proxy,
+            (_, rules::Decision::Redirect) => Decision::Redirect {
+                location: config
+                    .mount
+                    .login_location(&path_and_query(request.path, request.query)),
+                clear_cookie,
+            },
+            (_, rules::Decision::Unauthorized | rules::Decision::Forbidden) => {
+                Decision::Unauthorized { clear_cookie }
+            }
+        }
+    };
+    match protection_of(config, request.path, &lenient) {
+        Protection::Page => return anonymous(rules::Decision::Redirect),
+        Protection::Api => return anonymous(rules::Decision::Unauthorized),
+        Protection::None => {}
+    }
+    let Some(access_rules) = &config.rules else {
+        return Decision::Proxy;
+    };
+    // sessiongate's own routes keep their api-v1 behaviour whatever the rules say. The
+    // lenient reading decides what is "own": for a path the rules can judge it agrees with
+    // theirs (own prefixes hold only unreserved characters); a path they cannot judge
+    // (`/login%2Fx`) is left to the origin when that reading lands on sessiongate's routes.
+    if config.mount.is_own_route(&lenient) {
+        return Decision::Proxy;
+    }
+    let path = match normalise_path(request.path) {
+        Ok(path) => path,
+        Err(refusal) => return Decision::BadRequest(refusal),
+    };
+    let policy = access_rules.policy(request.method, &path);
+    if policy == Policy::Public {
+        // No cookie check: public paths are proxied whatever the cookie says.
+        return Decision::Proxy;
+    }
+    let navigation = is_navigation(request.method, &path, &request.navigation);
+    anonymous(rules::decide(policy, None, navigation))
 }
 
 #[cfg(test)]
@@ -382,6 +482,302 @@ mod tests {
         assert_eq!(
             decide(&c, "/account/\\x", None, None, NOW),
             redirect("/login", false)
+        );
+    }
+
+    fn gateway(extra: &[(&str, &str)]) -> EdgeConfig {
+        let extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        EdgeConfig::from_vars(move |name| match name {
+            "ORIGIN_URL" => Some("http://127.0.0.1:8080".into()),
+            "SESSION_KEYS" => Some(format!("new:{KEY_A},old:{KEY_B}")),
+            _ => extra
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone()),
+        })
+        .unwrap()
+    }
+
+    fn facts<'a>(
+        method: &'a str,
+        path: &'a str,
+        accept: Option<&'a str>,
+        cookie: Option<&'a str>,
+    ) -> RequestFacts<'a> {
+        RequestFacts {
+            method,
+            path,
+            query: None,
+            cookie,
+            navigation: NavigationHeaders {
+                accept,
+                ..NavigationHeaders::default()
+            },
+        }
+    }
+
+    const RULES: &str = "/ = public; /app = authenticated; /admin = role:ADMIN; GET,HEAD /app/status = public; /closed = deny";
+
+    #[test]
+    fn internal_endpoints_are_never_proxied() {
+        for c in [config(true), gateway(&[("ACCESS_RULES", RULES)])] {
+            let valid = cookie(&valid());
+            for path in [
+                "/metrics",
+                "/metrics/",
+                "/readyz",
+                "//readyz",
+                "/%6detrics",
+                "/%2fmetrics",
+                "/x/../metrics",
+                "/x/%2e%2e/readyz",
+                "/\\metrics",
+            ] {
+                assert_eq!(
+                    decide(&c, path, None, None, NOW),
+                    Decision::NotFound,
+                    "{path}"
+                );
+                assert_eq!(
+                    decide(&c, path, Some("x=1"), Some(&valid), NOW),
+                    Decision::NotFound,
+                    "{path}"
+                );
+            }
+            for path in ["/metricsx", "/readyz2", "/healthz", "/app/metrics"] {
+                assert_ne!(
+                    decide(&c, path, None, None, NOW),
+                    Decision::NotFound,
+                    "{path}"
+                );
+            }
+        }
+        // Under a mount, the mount's own endpoints; the app's /metrics is the app's.
+        let mounted = gateway(&[("MOUNT_PATH", "/auth")]);
+        assert_eq!(
+            decide(&mounted, "/auth/metrics", None, None, NOW),
+            Decision::NotFound
+        );
+        assert_eq!(
+            decide(&mounted, "/auth/readyz/", None, None, NOW),
+            Decision::NotFound
+        );
+        assert_eq!(
+            decide(&mounted, "/metrics", None, None, NOW),
+            Decision::Proxy
+        );
+    }
+
+    #[test]
+    fn the_mount_path_moves_own_routes() {
+        let c = gateway(&[("MOUNT_PATH", "/auth")]);
+        assert_eq!(
+            decide(&c, "/auth/account", Some("tab=1"), None, NOW),
+            redirect("/auth/login?next=/auth/account%3Ftab%3D1", false)
+        );
+        assert_eq!(
+            decide(&c, "/auth/users/7", None, None, NOW),
+            redirect("/auth/login?next=/auth/users/7", false)
+        );
+        assert_eq!(
+            decide(&c, "/auth/api/v1/auth/me", None, None, NOW),
+            Decision::Unauthorized {
+                clear_cookie: false
+            }
+        );
+        assert_eq!(
+            decide(&c, "/auth/%61ccount", None, Some(&cookie("junk")), NOW),
+            redirect("/auth/login?next=/auth/%2561ccount", true)
+        );
+        // Outside the mount the lists mean nothing, and without rules all is proxied.
+        for path in [
+            "/account",
+            "/api/v1/auth/me",
+            "/authx/account",
+            "/auth/login",
+        ] {
+            assert_eq!(decide(&c, path, None, None, NOW), Decision::Proxy, "{path}");
+        }
+        assert_eq!(
+            decide(&c, "/auth/account", None, Some(&cookie(&valid())), NOW),
+            Decision::Proxy
+        );
+    }
+
+    #[test]
+    fn access_rules_anonymous_rows() {
+        let c = gateway(&[("ACCESS_RULES", RULES)]);
+        let html = Some("text/html");
+        let json = Some("application/json");
+        let unauthorized = Decision::Unauthorized {
+            clear_cookie: false,
+        };
+        for (method, path, accept, expected) in [
+            ("GET", "/", html, Decision::Proxy),
+            ("POST", "/docs", json, Decision::Proxy),
+            ("GET", "/app/status", json, Decision::Proxy),
+            ("HEAD", "/app/status", None, Decision::Proxy),
+            ("GET", "/app", html, redirect("/login?next=/app", false)),
+            ("GET", "/app/x", None, redirect("/login?next=/app/x", false)),
+            ("GET", "/app/x", json, unauthorized.clone()),
+            ("POST", "/app/status", html, unauthorized.clone()),
+            ("GET", "/admin", html, redirect("/login?next=/admin", false)),
+            ("DELETE", "/admin/1", html, unauthorized.clone()),
+            (
+                "GET",
+                "/closed",
+                html,
+                redirect("/login?next=/closed", false),
+            ),
+            (
+                "GET",
+                "/public/../admin",
+                html,
+                redirect("/login?next=/public/../admin", false),
+            ),
+            ("GET", "/%61dmin", json, unauthorized.clone()),
+            ("GET", "/api/app", html, Decision::Proxy),
+        ] {
+            assert_eq!(
+                decide_request(&c, &facts(method, path, accept, None), NOW),
+                expected,
+                "{method} {path}"
+            );
+        }
+        // Not a navigation under /api/, with XHR, or with Upgrade.
+        let rules_under_api = gateway(&[("ACCESS_RULES", "/api = authenticated")]);
+        assert_eq!(
+            decide(&rules_under_api, "/api/x", None, None, NOW),
+            unauthorized
+        );
+        let mut xhr = facts("GET", "/app", html, None);
+        xhr.navigation.x_requested_with = Some("XMLHttpRequest");
+        assert_eq!(decide_request(&c, &xhr, NOW), unauthorized);
+        let mut upgrade = facts("GET", "/app", None, None);
+        upgrade.navigation.upgrade = true;
+        assert_eq!(decide_request(&c, &upgrade, NOW), unauthorized);
+        let mut navigate = facts("GET", "/app", json, None);
+        navigate.navigation.sec_fetch_mode = Some("navigate");
+        assert_eq!(
+            decide_request(&c, &navigate, NOW),
+            redirect("/login?next=/app", false)
+        );
+    }
+
+    #[test]
+    fn access_rules_and_cookies() {
+        let c = gateway(&[("ACCESS_RULES", RULES)]);
+        let good = cookie(&valid());
+        let bad = cookie("junk");
+        // A valid signature goes to the origin, which decides roles, deny and revocation.
+        for path in ["/app", "/admin", "/closed"] {
+            assert_eq!(
+                decide(&c, path, None, Some(&good), NOW),
+                Decision::Proxy,
+                "{path}"
+            );
+        }
+        // An invalid cookie is bounced and cleared.
+        assert_eq!(
+            decide(&c, "/app", Some("a=1"), Some(&bad), NOW),
+            redirect("/login?next=/app%3Fa%3D1", true)
+        );
+        assert_eq!(
+            decide_request(
+                &c,
+                &facts("GET", "/app", Some("application/json"), Some(&bad)),
+                NOW
+            ),
+            Decision::Unauthorized { clear_cookie: true }
+        );
+        // Public paths are proxied with whatever cookie came along.
+        assert_eq!(decide(&c, "/docs", None, Some(&bad), NOW), Decision::Proxy);
+    }
+
+    #[test]
+    fn access_rules_refuse_encoded_separators() {
+        let c = gateway(&[("ACCESS_RULES", RULES)]);
+        let good = cookie(&valid());
+        for (path, refusal) in [
+            ("/docs/a%2Fb", PathRefusal::EncodedSeparator),
+            ("/public%2F..%2Fadmin", PathRefusal::EncodedSeparator),
+            ("/docs%5cx", PathRefusal::EncodedSeparator),
+            ("/docs%00", PathRefusal::ControlCharacter),
+            ("/docs\\x", PathRefusal::Backslash),
+            ("/public/..;/admin", PathRefusal::DotSegmentWithParameters),
+        ] {
+            assert_eq!(
+                decide(&c, path, None, None, NOW),
+                Decision::BadRequest(refusal),
+                "{path}"
+            );
+            assert_eq!(
+                decide(&c, path, None, Some(&good), NOW),
+                Decision::BadRequest(refusal),
+                "{path}"
+            );
+        }
+        // Without ACCESS_RULES the edge does not judge the app's paths.
+        assert_eq!(
+            decide(&config(true), "/docs/a%2Fb", None, None, NOW),
+            Decision::Proxy
+        );
+    }
+
+    #[test]
+    fn own_routes_keep_their_behaviour_under_rules() {
+        // Rules that would shut everything do not touch sessiongate's own routes.
+        let c = gateway(&[("ACCESS_RULES", "/ = deny")]);
+        for path in [
+            "/login",
+            "/register",
+            "/api/v1/auth/login",
+            "/assets/app.css",
+            "/.well-known/jwks.json",
+            "/healthz",
+            "/login%2Fx",
+        ] {
+            assert_eq!(decide(&c, path, None, None, NOW), Decision::Proxy, "{path}");
+        }
+        assert_eq!(
+            decide(&c, "/account", None, None, NOW),
+            redirect("/login?next=/account", false)
+        );
+        assert_eq!(
+            decide(&c, "/", None, None, NOW),
+            redirect("/login?next=/", false)
+        );
+        // A spelling that only looks like an own route is judged by the rules.
+        assert_eq!(
+            decide(&c, "/login/../app", None, None, NOW),
+            redirect("/login?next=/login/../app", false)
+        );
+        assert_eq!(
+            decide(&c, "/login%2F..%2Fapp", None, None, NOW),
+            Decision::BadRequest(PathRefusal::EncodedSeparator)
+        );
+        // Under a mount, everything below it is sessiongate's; the rest follows the rules.
+        let mounted = gateway(&[("ACCESS_RULES", "/ = deny"), ("MOUNT_PATH", "/auth")]);
+        assert_eq!(
+            decide(&mounted, "/auth/login", None, None, NOW),
+            Decision::Proxy
+        );
+        assert_eq!(
+            decide(&mounted, "/auth/anything", None, None, NOW),
+            Decision::Proxy
+        );
+        assert_eq!(
+            decide(&mounted, "/login", None, None, NOW),
+            redirect("/auth/login?next=/login", false)
+        );
+        assert_eq!(
+            decide_request(&mounted, &facts("POST", "/app", None, None), NOW),
+            Decision::Unauthorized {
+                clear_cookie: false
+            }
         );
     }
 

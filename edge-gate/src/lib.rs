@@ -3,11 +3,12 @@
 //!
 //! The edge checks only the cookie's signature and expiry (with the `shared` crate); it
 //! never contacts a database or cache. Revoked sessions pass here and are caught by the
-//! origin.
+//! origin. With `ACCESS_RULES` it also bounces anonymous traffic for the app behind
+//! sessiongate, by the same rules the origin applies (gateway-v1).
 //!
 //! - [`config`]: the wrangler vars and secrets, strictly validated.
-//! - [`gate`]: the pure decision (redirect to login, 401, or proxy).
-//! - [`forward`]: the origin URL and `X-Forwarded-*` values for a proxied request.
+//! - [`gate`]: the pure decision (redirect to login, 401, 400, 404, or proxy).
+//! - [`forward`]: the origin URL, the forwarding headers and HSTS.
 //! - `worker_glue`: the `#[event(fetch)]` entry point that wires those to the runtime.
 
 pub mod config;
@@ -16,4 +17,4 @@ pub mod gate;
 mod worker_glue;
 
 pub use config::{ConfigError, EdgeConfig};
-pub use gate::{CookieState, Decision, decide};
+pub use gate::{CookieState, Decision, RequestFacts, decide, decide_request};

@@ -7,6 +7,7 @@ mod craft;
 
 use craft::*;
 use serde_json::json;
+use shared::cookie::{SECURE_NAME, cookie_values_bytes};
 use shared::{KeyRing, SessionId, sign, verify};
 
 fn main() {
@@ -104,6 +105,67 @@ fn main() {
             })
         })
         .collect();
-    let file = json!({ "keys": RING, "cookieSecure": true, "vectors": vectors });
+    let file = json!({
+        "keys": RING,
+        "cookieSecure": true,
+        "vectors": vectors,
+        "cookieHeaders": cookie_headers(&valid()),
+    });
     println!("{}", serde_json::to_string_pretty(&file).unwrap());
+}
+
+/// `Cookie` headers as raw bytes (hex, since they need not be UTF-8) and the session cookie
+/// values a parser must find in them (`__Host-session`): an unrelated cookie's non-ASCII
+/// bytes never hide the session cookie. `now` is when `token` is valid.
+fn cookie_headers(token: &str) -> serde_json::Value {
+    let t = token.as_bytes();
+    let join = |parts: &[&[u8]]| parts.concat();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "latin-1 byte in a cookie before the session cookie",
+            join(&[b"lang=caf\xe9; __Host-session=", t]),
+        ),
+        (
+            "latin-1 byte in a cookie after the session cookie",
+            join(&[b"__Host-session=", t, b"; lang=caf\xe9"]),
+        ),
+        (
+            "UTF-8 text in another cookie",
+            join(&["name=Zo\u{eb} \u{65e5}; __Host-session=".as_bytes(), t]),
+        ),
+        (
+            "stray high bytes and control characters in other pairs",
+            join(&[
+                b"\xff\xfe; a=\x01; __Host-session=",
+                t,
+                b"; \x80=\x81; b=\x7f",
+            ]),
+        ),
+        (
+            "malformed pairs around the session cookie",
+            join(&[b";;=;junk; __Host-session=", t, b";=x;"]),
+        ),
+        ("quoted value", join(&[b"__Host-session=\"", t, b"\""])),
+        (
+            "non-ASCII inside the session value: skipped",
+            join(&[b"__Host-session=", &t[..10], b"\xe9", &t[10..]]),
+        ),
+        (
+            "non-ASCII session pair, then a clean duplicate",
+            join(&[b"__Host-session=\xe9; __Host-session=", t]),
+        ),
+        ("no session cookie", b"a=1; b=\xe9".to_vec()),
+        (
+            "the insecure name is another cookie",
+            join(&[b"session=", t]),
+        ),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, header)| {
+            let values: Vec<&str> = cookie_values_bytes(&header, SECURE_NAME).collect();
+            let hex: String = header.iter().map(|b| format!("{b:02x}")).collect();
+            json!({ "name": name, "now": NOW, "headerHex": hex, "values": values })
+        })
+        .collect()
 }

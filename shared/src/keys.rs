@@ -93,7 +93,7 @@ pub fn is_valid_kid(kid: &str) -> bool {
 }
 
 /// Decodes standard or URL-safe base64, with or without padding.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
     let unpadded = text.trim_end_matches('=');
     if unpadded.is_empty() || text.len() - unpadded.len() > 2 {
         return None;

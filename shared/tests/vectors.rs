@@ -3,12 +3,32 @@
 //! only when the format deliberately changes.
 
 use serde::Deserialize;
+use shared::cookie::{SECURE_NAME, cookie_values_bytes};
 use shared::{KeyRing, verify};
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct File {
     keys: String,
     vectors: Vec<Vector>,
+    cookie_headers: Vec<CookieHeader>,
+}
+
+/// A `Cookie` header as raw bytes and the `__Host-session` values in it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CookieHeader {
+    name: String,
+    now: u64,
+    header_hex: String,
+    values: Vec<String>,
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -35,5 +55,28 @@ fn committed_vectors_hold() {
             "{}",
             vector.name
         );
+    }
+}
+
+#[test]
+fn committed_cookie_headers_hold() {
+    let file: File = serde_json::from_str(include_str!("vectors.json")).unwrap();
+    let ring = KeyRing::parse(&file.keys).unwrap();
+    assert!(file.cookie_headers.len() >= 8);
+    assert!(file.cookie_headers.iter().any(|c| c.values.is_empty()));
+    assert!(
+        file.cookie_headers
+            .iter()
+            .any(|c| String::from_utf8(hex(&c.header_hex)).is_err()),
+        "some headers are not UTF-8 at all"
+    );
+    for case in &file.cookie_headers {
+        let header = hex(&case.header_hex);
+        let found: Vec<&str> = cookie_values_bytes(&header, SECURE_NAME).collect();
+        assert_eq!(found, case.values, "{}", case.name);
+        // Every value the vectors name is a live session token.
+        for value in &case.values {
+            assert!(verify(&ring, value, case.now).is_ok(), "{}", case.name);
+        }
     }
 }

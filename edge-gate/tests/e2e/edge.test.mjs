@@ -1,6 +1,7 @@
 // End-to-end: the real worker (release wasm from wrangler.toml's build) under
 // `wrangler dev` (local workerd), in front of a recording origin, checked with real HTTP
-// against every rule of the contract's "Edge" section.
+// against every rule of the contract's "Edge" section and the edge's part of gateway-v1
+// (mount path, access rules, forwarding headers, HSTS).
 //
 // Run with `bash edge-gate/scripts/e2e.sh` (builds first). Everything is loopback-only.
 
@@ -133,7 +134,7 @@ describe('edge-gate under wrangler dev', () => {
     assert.equal(seen.body.toString(), body);
   });
 
-  test('a valid cookie is proxied with method, path, query, body, cookie and forwarded headers', async () => {
+  test('a valid cookie is proxied with method, path, query, body and cookie; forwarding headers are the edge\'s own', async () => {
     origin.clear();
     const cookie = `theme=dark; ${COOKIE}=${token()}; lang=en`;
     const body = JSON.stringify({ name: 'Ada' });
@@ -145,7 +146,13 @@ describe('edge-gate under wrangler dev', () => {
         'Content-Type': 'application/json',
         'Content-Length': Buffer.byteLength(body),
         'X-Custom': 'kept',
+        // A client's forwarding headers are never passed on.
         'X-Forwarded-For': '198.51.100.7',
+        'X-Forwarded-Proto': 'https',
+        'X-Forwarded-Host': 'evil.example',
+        'X-Forwarded-Port': '443',
+        Forwarded: 'for=198.51.100.7;proto=https',
+        'X-Sessiongate-Edge': 'forged',
       },
       body,
     });
@@ -164,13 +171,35 @@ describe('edge-gate under wrangler dev', () => {
     assert.equal(seen.headers.cookie, cookie);
     assert.equal(seen.headers['content-type'], 'application/json');
     assert.equal(seen.headers['x-custom'], 'kept');
+    // Replaced by what the edge knows: the URL's scheme and host, the connecting address.
     assert.equal(seen.headers['x-forwarded-proto'], 'http');
     assert.equal(seen.headers['x-forwarded-host'], new URL(edge.url).host);
-    // The client's chain is kept and the address the edge saw is appended last.
-    const chain = seen.headers['x-forwarded-for'].split(',').map((s) => s.trim());
-    assert.equal(chain[0], '198.51.100.7');
-    assert.equal(chain.at(-1), '127.0.0.1');
-    assert.equal(chain.length, 2);
+    assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(seen.headers['x-forwarded-port'], undefined);
+    assert.equal(seen.headers.forwarded, undefined);
+    // No EDGE_SECRET here: a client's claim to be the edge is dropped, not passed on.
+    assert.equal(seen.headers['x-sessiongate-edge'], undefined);
+  });
+
+  test('metrics and readyz are never proxied, however spelled, cookie or not', async () => {
+    origin.clear();
+    for (const path of ['/metrics', '/readyz', '/metrics/', '/%6detrics', '/ready%7A?x=1', '/x/../metrics']) {
+      for (const headers of [{}, { Cookie: `${COOKIE}=${token()}` }]) {
+        const res = await request(edge.url, { path, headers });
+        assert.equal(res.status, 404, path);
+        assert.match(res.headers['content-type'], /^application\/json/);
+        assertNoStore(res);
+        assert.deepEqual(JSON.parse(res.body.toString()), { error: 'Not found' });
+      }
+    }
+    assert.equal(origin.requests.length, 0);
+  });
+
+  test('no Strict-Transport-Security over plain http', async () => {
+    for (const path of ['/account', '/api/v1/auth/me', '/metrics', '/login']) {
+      const res = await request(edge.url, { path });
+      assert.equal(res.headers['strict-transport-security'], undefined, path);
+    }
   });
 
   test('a valid cookie opens protected pages', async () => {
@@ -237,13 +266,20 @@ describe('a misconfigured edge stays shut', () => {
   });
 
   const shortKey = Buffer.from('sixteen byte key').toString('base64url');
+  const goodKeys = { SESSION_KEYS: `k1:${newKey()}` };
   const configs = {
     'missing SESSION_KEYS': { secrets: {}, mentions: 'SESSION_KEYS' },
     'SESSION_KEYS with a short key': { secrets: { SESSION_KEYS: `k1:${shortKey}` }, mentions: 'SESSION_KEYS' },
+    'ACCESS_RULES with a bad rule': {
+      secrets: goodKeys,
+      vars: { ACCESS_RULES: '/ = public; /x = nobody' },
+      mentions: 'ACCESS_RULES: rule `/x = nobody`',
+    },
+    'MOUNT_PATH that is not a path': { secrets: goodKeys, vars: { MOUNT_PATH: 'auth' }, mentions: 'MOUNT_PATH' },
   };
-  for (const [name, { secrets, mentions }] of Object.entries(configs)) {
+  for (const [name, { secrets, vars = {}, mentions }] of Object.entries(configs)) {
     test(`${name} → 500 on every path, nothing proxied, a log line naming the variable`, { timeout: 330_000 }, async () => {
-      const edge = await startEdge({ vars: { ORIGIN_URL: origin.url }, envFile: envFile(secrets) });
+      const edge = await startEdge({ vars: { ORIGIN_URL: origin.url, ...vars }, envFile: envFile(secrets) });
       try {
         origin.clear();
         for (const path of ['/api/v1/auth/login', '/account', '/api/v1/account', '/']) {
@@ -322,6 +358,142 @@ describe('configured vars: COOKIE_SECURE=false and custom prefixes', () => {
     assert.equal((await request(edge.url, { path: '/account' })).status, 200);
     assert.equal((await request(edge.url, { path: '/api/v1/account' })).status, 200);
     assert.equal(origin.requests.length, 2);
+  });
+});
+
+describe('gateway: MOUNT_PATH, ACCESS_RULES, EDGE_SECRET and HSTS behind an https URL', () => {
+  const kid = 'g1';
+  const key = newKey();
+  const secret = `edge-${randomBytes(12).toString('hex')}`;
+  const rules = '/ = public; /app = authenticated; /admin = role:ADMIN; GET,HEAD /app/status = public';
+  const html = 'text/html,application/xhtml+xml;q=0.9,*/*;q=0.8';
+  let origin;
+  let edge;
+  const token = (claims = {}) => mint({ kid, key, claims: { sid: newSid(), iat: now() - 5, exp: now() + 600, ...claims } });
+  const get = (path, headers = {}) => request(edge.url, { path, headers });
+
+  function assertHsts(res, what) {
+    assert.equal(res.headers['strict-transport-security'], 'max-age=7200', what);
+  }
+
+  before(async () => {
+    origin = await startOrigin();
+    edge = await startEdge({
+      vars: { ORIGIN_URL: origin.url, MOUNT_PATH: '/auth', ACCESS_RULES: rules, HSTS_MAX_AGE: '2h' },
+      envFile: envFile({ SESSION_KEYS: `${kid}:${key}`, EDGE_SECRET: secret }),
+      // wrangler dev then hands the worker https://app.example.test/… URLs, as Cloudflare
+      // would for an https visitor (its own local TLS is not visible to the worker).
+      args: ['--local-upstream', 'app.example.test', '--upstream-protocol', 'https'],
+    });
+  }, { timeout: 330_000 });
+
+  after(async () => {
+    await edge?.stop();
+    await origin?.close();
+  });
+
+  test('sessiongate\'s protected routes live under the mount; the login redirect too', async () => {
+    origin.clear();
+    const page = await get('/auth/account?tab=sessions');
+    assert.equal(page.status, 302);
+    assert.equal(page.headers.location, '/auth/login?next=/auth/account%3Ftab%3Dsessions');
+    assertNoStore(page);
+    assertHsts(page, 'redirect');
+    const api = await get('/auth/api/v1/auth/me');
+    assert.equal(api.status, 401);
+    assert.deepEqual(JSON.parse(api.body.toString()), { error: 'Unauthorized' });
+    assertHsts(api, '401');
+    assert.equal(origin.requests.length, 0);
+    // The mount's own pages are proxied; so is a valid session's protected page.
+    assert.equal((await get('/auth/login')).status, 200);
+    assert.equal((await get('/auth/account', { Cookie: `${COOKIE}=${token()}` })).status, 200);
+    assert.deepEqual(origin.requests.map((r) => r.path), ['/auth/login', '/auth/account']);
+    const notFound = await get('/auth/metrics');
+    assert.equal(notFound.status, 404);
+    assertHsts(notFound, '404');
+    assert.equal(origin.requests.length, 2);
+  });
+
+  test('ACCESS_RULES: public paths pass, anonymous requests elsewhere are bounced by the contract\'s rows', async () => {
+    origin.clear();
+    for (const path of ['/', '/docs/x', '/app/status', '/metrics']) {
+      const res = await get(path, { Accept: html });
+      assert.equal(res.status, 200, path);
+    }
+    const head = await request(edge.url, { method: 'HEAD', path: '/app/status' });
+    assert.equal(head.status, 200);
+    assert.deepEqual(origin.requests.map((r) => r.path), ['/', '/docs/x', '/app/status', '/metrics', '/app/status']);
+
+    origin.clear();
+    const navigation = await get('/app/reports?q=1', { Accept: html });
+    assert.equal(navigation.status, 302);
+    assert.equal(navigation.headers.location, '/auth/login?next=/app/reports%3Fq%3D1');
+    assertNoStore(navigation);
+    assert.equal(navigation.headers['set-cookie'], undefined);
+    const admin = await get('/admin', { Accept: html });
+    assert.equal(admin.status, 302);
+    assert.equal(admin.headers.location, '/auth/login?next=/admin');
+    const tricked = await get('/public/%2e%2e/admin', { Accept: html });
+    assert.equal(tricked.status, 302, 'an encoded .. is resolved before the rules match');
+
+    const notNavigations = [
+      { method: 'GET', path: '/app/data', headers: { Accept: 'application/json' } },
+      { method: 'GET', path: '/app/data', headers: { Accept: html, 'X-Requested-With': 'XMLHttpRequest' } },
+      { method: 'POST', path: '/app/status', headers: { Accept: html, 'Content-Length': '0' } },
+      { method: 'DELETE', path: '/admin/users/1', headers: {} },
+    ];
+    for (const { method, path, headers } of notNavigations) {
+      const res = await request(edge.url, { method, path, headers });
+      assert.equal(res.status, 401, `${method} ${path}`);
+      assert.match(res.headers['content-type'], /^application\/json/);
+      assertNoStore(res);
+      assert.deepEqual(JSON.parse(res.body.toString()), { error: 'Unauthorized' });
+    }
+    assert.equal(origin.requests.length, 0);
+  });
+
+  test('ACCESS_RULES: an invalid cookie is cleared; a valid signature goes to the origin, which decides', async () => {
+    origin.clear();
+    const expired = await get('/app', { Accept: html, Cookie: `${COOKIE}=${token({ exp: now() - 3600 })}` });
+    assert.equal(expired.status, 302);
+    assert.equal(expired.headers.location, '/auth/login?next=/app');
+    assertClearsCookie(expired);
+    assert.equal(origin.requests.length, 0);
+    for (const path of ['/app', '/admin']) {
+      const res = await get(path, { Accept: 'application/json', Cookie: `${COOKIE}=${token()}` });
+      assert.equal(res.status, 200, path);
+    }
+    assert.deepEqual(origin.requests.map((r) => r.path), ['/app', '/admin']);
+  });
+
+  test('ACCESS_RULES: encoded separators and NUL are refused with 400, cookie or not', async () => {
+    origin.clear();
+    for (const path of ['/docs/a%2Fb', '/public%2F..%2Fadmin', '/docs%5Cx', '/docs/%00']) {
+      for (const headers of [{}, { Cookie: `${COOKIE}=${token()}` }]) {
+        const res = await get(path, headers);
+        assert.equal(res.status, 400, path);
+        assert.match(res.headers['content-type'], /^application\/json/);
+        assert.equal(typeof JSON.parse(res.body.toString()).error, 'string');
+        assertHsts(res, '400');
+      }
+    }
+    assert.equal(origin.requests.length, 0);
+  });
+
+  test('the origin gets EDGE_SECRET, never a client\'s; https forwarding headers; HSTS on proxied responses', async () => {
+    origin.clear();
+    const res = await get('/docs', { 'X-Sessiongate-Edge': 'forged', 'X-Forwarded-Proto': 'http' });
+    assert.equal(res.status, 200);
+    assertHsts(res, 'proxied');
+    // Re-wrapping the origin's response for HSTS keeps every Set-Cookie.
+    assert.deepEqual(res.headers['set-cookie'], ['first=1; Path=/', 'second=2; Path=/']);
+    assert.equal(res.headers['x-origin'], 'recording');
+    const seen = origin.requests[0];
+    assert.equal(seen.headers['x-sessiongate-edge'], secret);
+    assert.equal(seen.headers['x-forwarded-proto'], 'https');
+    assert.equal(seen.headers['x-forwarded-host'], 'app.example.test');
+    assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+    assert.ok(!edge.output.includes(secret), 'the secret never appears in logs');
   });
 });
 

@@ -108,11 +108,12 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 
 /**
  * Starts `wrangler dev` with the repository's wrangler.toml on 127.0.0.1:<free port>,
- * with `vars` as `--var` overrides and secrets from `envFile` (which replaces any
- * developer `.dev.vars`). Resolves once wrangler reports it is ready; rejects if it exits
- * first or `deadlineMs` passes (a time box, not an assertion about speed).
+ * with `vars` as `--var` overrides, secrets from `envFile` (which replaces any
+ * developer `.dev.vars`) and any further `wrangler dev` flags in `args`. Resolves once
+ * wrangler reports it is ready; rejects if it exits first or `deadlineMs` passes (a time
+ * box, not an assertion about speed).
  */
-export async function startEdge({ vars, envFile, deadlineMs = 300_000 }) {
+export async function startEdge({ vars, envFile, args: extraArgs = [], deadlineMs = 300_000 }) {
   const port = await freePort();
   const inspectorPort = await freePort();
   const state = tempDir();
@@ -120,6 +121,7 @@ export async function startEdge({ vars, envFile, deadlineMs = 300_000 }) {
     String(inspectorPort), '--persist-to', state, '--env-file', envFile,
     '--show-interactive-dev-session=false', '--log-level', 'log'];
   for (const [name, value] of Object.entries(vars)) args.push('--var', `${name}:${value}`);
+  args.push(...extraArgs);
 
   const env = { ...process.env, WRANGLER_SEND_METRICS: 'false', WRANGLER_SEND_ERROR_REPORTS: 'false',
     CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1', FORCE_COLOR: '0', CI: 'true' };

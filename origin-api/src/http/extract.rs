@@ -136,26 +136,7 @@ pub fn session_tokens(headers: &HeaderMap, secure: bool) -> impl Iterator<Item =
     headers
         .get_all(COOKIE)
         .iter()
-        .flat_map(move |v| cookie_values(v.as_bytes(), name))
-}
-
-/// The values of cookie `name` in one `Cookie` header value, skipping pairs that are not
-/// ASCII or not `name=value`; surrounding quotes are removed.
-fn cookie_values<'a>(header: &'a [u8], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    header.split(|b| *b == b';').filter_map(move |pair| {
-        let pair = std::str::from_utf8(pair).ok().filter(|p| p.is_ascii())?;
-        let (key, value) = pair.split_once('=')?;
-        if key.trim() != name {
-            return None;
-        }
-        let value = value.trim();
-        Some(
-            value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value),
-        )
-    })
+        .flat_map(move |v| shared::cookie::cookie_values_bytes(v.as_bytes(), name))
 }
 
 /// The session id a request presented with a valid signature (whether or not the session

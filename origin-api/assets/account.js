@@ -23,6 +23,7 @@ import {
   showAlert,
   showRateLimit,
   wireLogout,
+  url,
 } from './common.js';
 
 const $ = (id) => document.getElementById(id);
@@ -437,7 +438,7 @@ async function logout(button) {
   setBusy(button, true);
   try {
     await api('POST', '/auth/logout');
-    location.assign('/login');
+    location.assign(url('/login'));
   } catch (error) {
     setBusy(button, false);
     showAlert($('page-alert'), describeError(error));

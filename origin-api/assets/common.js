@@ -5,6 +5,17 @@ export const SESSION_ENDED = 'Your session has ended. Please sign in again.';
 export const NO_ACCESS = "You don't have access to this page.";
 export const INVALID_CREDENTIALS = 'Invalid credentials';
 
+/**
+ * Where sessiongate's routes live (`MOUNT_PATH` without its trailing `/`: `''` or
+ * `/auth`), as the server wrote it on the page.
+ */
+export const MOUNT = document.documentElement.dataset.mount ?? '';
+
+/** The full path of one of sessiongate's own routes: `url('/login')` → `/auth/login`. */
+export function url(route) {
+  return `${MOUNT}${route}`;
+}
+
 /** An API answer other than 2xx, or a network failure (status 0). */
 export class ApiError extends Error {
   constructor(status, message, retryAfter) {
@@ -35,7 +46,7 @@ function fallbackMessage(status) {
 }
 
 /**
- * Calls `/api/v1{path}`. Every state-changing call carries `Content-Type:
+ * Calls `<MOUNT>/api/v1{path}`. Every state-changing call carries `Content-Type:
  * application/json` (a cross-site form cannot send it). Resolves with the parsed body;
  * rejects with an ApiError.
  */
@@ -52,7 +63,7 @@ export async function api(method, path, body) {
   }
   let response;
   try {
-    response = await fetch(`/api/v1${path}`, init);
+    response = await fetch(url(`/api/v1${path}`), init);
   } catch {
     throw new ApiError(0, 'Cannot reach the server. Check your connection and try again.', null);
   }
@@ -81,9 +92,9 @@ export function encodeNext(pathAndQuery) {
   return encodeURIComponent(pathAndQuery).replace(/%2F/gi, '/');
 }
 
-/** `/login?next=<here>` for the current page. */
+/** `<MOUNT>/login?next=<here>` for the current page. */
 export function loginHref() {
-  return `/login?next=${encodeNext(location.pathname + location.search)}`;
+  return `${url('/login')}?next=${encodeNext(location.pathname + location.search)}`;
 }
 
 /**
@@ -103,7 +114,7 @@ export function safeNext(value) {
 }
 
 /** The sanitised `next` the server embedded in the page, or `fallback`. */
-export function pageNext(fallback = '/account') {
+export function pageNext(fallback = url('/account')) {
   return safeNext(document.body.dataset.next ?? '') ?? fallback;
 }
 
@@ -312,7 +323,7 @@ export function showNoAccess() {
     el('h1', { class: 'state-title', text: 'No access' }),
     el('p', { role: 'alert', id: 'no-access', text: NO_ACCESS }),
     el('p', { text: 'This page is for administrators. Ask an administrator if you need access.' }),
-    el('a', { class: 'btn btn-secondary', href: '/account', text: 'Go to your account' }),
+    el('a', { class: 'btn btn-secondary', href: url('/account'), text: 'Go to your account' }),
   );
   for (const node of document.querySelectorAll('[data-signed-in]')) node.hidden = false;
 }
@@ -363,7 +374,7 @@ export function wireLogout(onError) {
       setBusy(button, true);
       try {
         await api('POST', '/auth/logout');
-        location.assign('/login');
+        location.assign(url('/login'));
       } catch (error) {
         setBusy(button, false);
         onError(describeError(error));

@@ -13,6 +13,7 @@ import {
   setFieldError,
   showAlert,
   showRateLimit,
+  url,
 } from './common.js';
 
 const form = document.getElementById('login-form');
@@ -20,10 +21,10 @@ const email = document.getElementById('email');
 const password = document.getElementById('password');
 const submit = document.getElementById('submit');
 const alertBox = document.getElementById('form-alert');
-const next = pageNext('/account');
+const next = pageNext();
 
 if (document.body.dataset.next) {
-  document.getElementById('register-link').href = `/register?next=${encodeNext(next)}`;
+  document.getElementById('register-link').href = `${url('/register')}?next=${encodeNext(next)}`;
 }
 
 form.addEventListener('submit', async (event) => {

@@ -12,6 +12,7 @@ import {
   setFieldError,
   showAlert,
   showRateLimit,
+  url,
 } from './common.js';
 
 const form = document.getElementById('register-form');
@@ -20,8 +21,10 @@ const email = document.getElementById('email');
 const password = document.getElementById('password');
 const submit = document.getElementById('submit');
 const alertBox = document.getElementById('form-alert');
-const next = pageNext('/account');
-const loginHref = document.body.dataset.next ? `/login?next=${encodeNext(next)}` : '/login';
+const next = pageNext();
+const loginHref = document.body.dataset.next
+  ? `${url('/login')}?next=${encodeNext(next)}`
+  : url('/login');
 
 document.getElementById('login-link').href = loginHref;
 

@@ -16,6 +16,7 @@ import {
   render,
   showAlert,
   wireLogout,
+  url,
 } from './common.js';
 
 const $ = (id) => document.getElementById(id);
@@ -45,7 +46,7 @@ function syncUrl() {
   if (query) out.set('search', query);
   if (page > 1) out.set('page', String(page));
   const qs = out.toString();
-  history.replaceState(null, '', qs ? `/users?${qs}` : '/users');
+  history.replaceState(null, '', qs ? `${url('/users')}?${qs}` : url('/users'));
 }
 
 function roleCell(user) {

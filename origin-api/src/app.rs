@@ -17,6 +17,8 @@ use crate::config::Config;
 use crate::domain::audit::Audit;
 use crate::domain::core::{Core, Policy};
 use crate::domain::error::short;
+use crate::gateway::Gateway;
+use crate::http::pages::Pages;
 use crate::http::state::AppState;
 use crate::metrics::Metrics;
 use crate::passwords::{Passwords, PoolMetrics};
@@ -49,6 +51,8 @@ impl Default for Options {
 pub struct App {
     pub core: Arc<Core>,
     pub config: Arc<Config>,
+    pub gateway: Arc<Gateway>,
+    pages: Arc<Pages>,
     redis: Option<Arc<RedisCache>>,
 }
 
@@ -134,6 +138,8 @@ impl App {
         };
         Ok(App {
             core: Arc::new(core),
+            gateway: Arc::new(Gateway::from_config(&config)),
+            pages: Arc::new(Pages::new(&config.mount)),
             config: Arc::new(config),
             redis,
         })
@@ -144,6 +150,8 @@ impl App {
         AppState {
             core: self.core.clone(),
             config: self.config.clone(),
+            gateway: self.gateway.clone(),
+            pages: self.pages.clone(),
         }
     }
 

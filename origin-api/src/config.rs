@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use shared::KeyRing;
+use shared::assertion::AssertionKeys;
+use shared::paths::MountPath;
+use shared::rules::AccessRules;
 
 /// A fixed-window limit: at most `max` requests per `window`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +156,15 @@ pub struct Config {
     pub session_touch_interval: Duration,
     /// `MEMORY_CACHE_CAPACITY`: entries the in-process cache holds at most.
     pub memory_cache_capacity: u64,
+    /// `MOUNT_PATH`: where sessiongate's own routes live (default `/`).
+    pub mount: MountPath,
+    /// `ACCESS_RULES` for the app's routes; `None`: every app route needs a session.
+    pub access_rules: Option<AccessRules>,
+    /// `ASSERTION_KEYS`: the Ed25519 keys of the identity assertion (first signs).
+    pub assertion_keys: AssertionKeys,
+    pub assertion_key_source: KeySource,
+    /// `ASSERTION_AUDIENCE`: the assertion's `aud` (default: the request's host).
+    pub assertion_audience: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -446,6 +458,32 @@ impl Config {
         let session_touch_interval =
             vars.duration("SESSION_TOUCH_INTERVAL", Duration::from_secs(60))?;
         let memory_cache_capacity = vars.positive("MEMORY_CACHE_CAPACITY", 100_000)?;
+        let mount = match vars.get("MOUNT_PATH") {
+            None => MountPath::root(),
+            Some(v) => MountPath::parse(v).map_err(|e| err("MOUNT_PATH", e.to_string()))?,
+        };
+        let access_rules = match vars.get("ACCESS_RULES") {
+            None => None,
+            Some(v) => Some(AccessRules::parse(v).map_err(|e| err("ACCESS_RULES", e.to_string()))?),
+        };
+        let (assertion_keys, assertion_key_source) = match vars.get("ASSERTION_KEYS") {
+            Some(spec) => (
+                AssertionKeys::parse(spec).map_err(|e| err("ASSERTION_KEYS", e.to_string()))?,
+                KeySource::Environment,
+            ),
+            None => {
+                let path = data_dir.join("assertion.key");
+                let seed = local_secret(&path, "ASSERTION_KEYS")?;
+                let keys = AssertionKeys::parse(&format!("local:{seed}")).map_err(|e| {
+                    err(
+                        "ASSERTION_KEYS",
+                        format!("local key file {}: {e}", path.display()),
+                    )
+                })?;
+                (keys, KeySource::LocalFile(path))
+            }
+        };
+        let assertion_audience = vars.get("ASSERTION_AUDIENCE").map(str::to_owned);
         Ok(Config {
             database_url,
             redis_url,
@@ -474,6 +512,11 @@ impl Config {
             metrics_token,
             session_touch_interval,
             memory_cache_capacity,
+            mount,
+            access_rules,
+            assertion_keys,
+            assertion_key_source,
+            assertion_audience,
         })
     }
 
@@ -502,34 +545,47 @@ fn is_postgres(url: &str) -> bool {
 /// Reads the embedded-mode key from `path`, creating it (32 random bytes, mode 0600) when
 /// missing.
 fn local_key(path: &Path) -> Result<KeyRing, ConfigError> {
-    use base64::Engine;
-    let fail = |e: std::io::Error| {
-        err(
-            "SESSION_KEYS",
-            format!("cannot use local key file {}: {e}", path.display()),
-        )
-    };
-    let encoded = match std::fs::read_to_string(path) {
-        Ok(text) => text.trim().to_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(fail)?;
-            }
-            let mut bytes = [0u8; 32];
-            getrandom::fill(&mut bytes)
-                .map_err(|e| err("SESSION_KEYS", format!("no random source: {e}")))?;
-            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-            write_private(path, &encoded).map_err(fail)?;
-            encoded
-        }
-        Err(e) => return Err(fail(e)),
-    };
+    let encoded = local_secret(path, "SESSION_KEYS")?;
     KeyRing::parse(&format!("local:{encoded}")).map_err(|e| {
         err(
             "SESSION_KEYS",
             format!("local key file {}: {e}", path.display()),
         )
     })
+}
+
+/// 32 random bytes (base64url) kept in `path` (mode 0600), created when missing; errors
+/// name `var`, the variable that would make the file unnecessary.
+fn local_secret(path: &Path, var: &'static str) -> Result<String, ConfigError> {
+    use base64::Engine;
+    let fail = |e: std::io::Error| {
+        err(
+            var,
+            format!("cannot use local key file {}: {e}", path.display()),
+        )
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(fail)?;
+            }
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| err(var, format!("no random source: {e}")))?;
+            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            match write_private(path, &encoded) {
+                Ok(()) => Ok(encoded),
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    std::fs::read_to_string(path)
+                        .map(|t| t.trim().to_owned())
+                        .map_err(fail)
+                }
+                Err(e) => Err(fail(e)),
+            }
+        }
+        Err(e) => Err(fail(e)),
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -594,6 +650,10 @@ mod tests {
             ("RATE_LIMIT_IPV6_PREFIX", "129"),
             ("PASSWORD_QUEUE_MAX", "0"),
             ("METRICS_ADDR", "nowhere"),
+            ("MOUNT_PATH", "auth"),
+            ("MOUNT_PATH", "/a/../b"),
+            ("ACCESS_RULES", "/app = nobody"),
+            ("ASSERTION_KEYS", "k1:dG9vLXNob3J0"),
         ] {
             let e = Config::from_map(&map(&[keys, (var, value)])).expect_err(var);
             assert_eq!(e.var, var);

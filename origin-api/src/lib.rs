@@ -19,6 +19,7 @@ pub mod cleanup;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod passwords;
@@ -162,6 +163,14 @@ fn warn_about(config: &Config) {
         tracing::warn!(
             path = %path.display(),
             "SESSION_KEYS not set: using a generated signing key kept in the data directory; for local use only"
+        );
+    }
+    if let config::KeySource::LocalFile(path) = &config.assertion_key_source
+        && config.is_production()
+    {
+        tracing::warn!(
+            path = %path.display(),
+            "ASSERTION_KEYS not set: identity assertions are signed with a key kept in the data directory; set ASSERTION_KEYS when running several instances"
         );
     }
     if !config.caches_sessions() {

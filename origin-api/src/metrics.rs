@@ -39,6 +39,7 @@ static META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some
 /// - `sessiongate_db_queries_total` (statements sent to the database)
 /// - `sessiongate_cache_round_trips_total` (commands or scripts sent to Redis)
 /// - `sessiongate_cleanup_deleted_total`
+/// - `sessiongate_gateway_decisions_total{mode,outcome}`
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
@@ -60,6 +61,7 @@ pub struct Metrics {
     pub cache_round_trips: Counter,
     pub cleanup_deleted: Counter,
     rate_limited: RwLock<HashMap<&'static str, Counter>>,
+    decisions: RwLock<HashMap<(&'static str, &'static str), Counter>>,
 }
 
 impl Metrics {
@@ -98,6 +100,7 @@ impl Metrics {
                 &META,
             ),
             rate_limited: RwLock::new(HashMap::new()),
+            decisions: RwLock::new(HashMap::new()),
             recorder,
             handle,
         }
@@ -136,27 +139,44 @@ impl Metrics {
 
     /// One request refused by the limiter.
     pub fn rate_limited(&self, bucket: &'static str) {
-        let known = self
-            .rate_limited
-            .read()
+        self.labelled(&self.rate_limited, bucket, || {
+            Key::from_parts(
+                "sessiongate_rate_limit_rejections_total",
+                vec![Label::new("bucket", bucket)],
+            )
+        })
+        .increment(1);
+    }
+
+    /// One gateway decision: `mode` (`forward-auth`, `auth-request`, `proxy`) and outcome
+    /// (`allow`, `redirect`, `401`, `403`, `400`, `503`), as
+    /// `sessiongate_gateway_decisions_total{mode,outcome}`.
+    pub fn decision(&self, mode: &'static str, outcome: &'static str) {
+        self.labelled(&self.decisions, (mode, outcome), || {
+            Key::from_parts(
+                "sessiongate_gateway_decisions_total",
+                vec![Label::new("mode", mode), Label::new("outcome", outcome)],
+            )
+        })
+        .increment(1);
+    }
+
+    /// The counter for `label`, registered on first use.
+    fn labelled<L: std::hash::Hash + Eq + Copy>(
+        &self,
+        known: &RwLock<HashMap<L, Counter>>,
+        label: L,
+        key: impl FnOnce() -> Key,
+    ) -> Counter {
+        if let Some(c) = known.read().unwrap_or_else(|e| e.into_inner()).get(&label) {
+            return c.clone();
+        }
+        let counter = self.recorder.register_counter(&key(), &META);
+        known
+            .write()
             .unwrap_or_else(|e| e.into_inner())
-            .get(bucket)
-            .cloned();
-        let counter = known.unwrap_or_else(|| {
-            let counter = self.recorder.register_counter(
-                &Key::from_parts(
-                    "sessiongate_rate_limit_rejections_total",
-                    vec![Label::new("bucket", bucket)],
-                ),
-                &META,
-            );
-            self.rate_limited
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(bucket, counter.clone());
-            counter
-        });
-        counter.increment(1);
+            .insert(label, counter.clone());
+        counter
     }
 
     /// Folds recorded histogram samples into their buckets (run periodically).

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
@@ -40,6 +41,8 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
+
+use shared::paths::MountPath;
 
 use crate::http::context::Peer;
 use crate::http::extract::MAX_BODY;
@@ -79,6 +82,8 @@ fn api_routes() -> Routes {
             "/api/v1/users/{id}/sessions",
             delete(admin::revoke_sessions),
         ),
+        ("/api/v1/authz/forward-auth", get(gateway::forward_auth)),
+        ("/api/v1/authz/auth-request", get(gateway::auth_request)),
         ("/api/v1/cron/cleanup-sessions", post(ops::cleanup)),
         ("/api/v1/openapi.json", get(ops::openapi)),
         ("/healthz", get(ops::healthz)),
@@ -87,10 +92,11 @@ fn api_routes() -> Routes {
     ]
 }
 
-/// The browser pages and their assets.
+/// The browser pages and their assets, and the public keys of the identity assertion.
 fn page_routes() -> Routes {
     vec![
         ("/", get(pages::home)),
+        ("/.well-known/jwks.json", get(gateway::jwks)),
         ("/login", get(pages::login)),
         ("/register", get(pages::register)),
         ("/account", get(pages::account)),
@@ -99,10 +105,26 @@ fn page_routes() -> Routes {
     ]
 }
 
-fn routes(list: Routes) -> Router<AppState> {
+/// The routes under the mount path (`MOUNT_PATH=/auth`: `/login` is served at
+/// `/auth/login`, and the mount itself at `/auth` as well as `/auth/`).
+fn mounted(mount: &MountPath, list: Routes) -> Vec<(String, MethodRouter<AppState>)> {
+    let mut out = Vec::with_capacity(list.len() + 1);
+    for (path, methods) in list {
+        if path == "/" && !mount.is_root() {
+            out.push((
+                mount.as_str().trim_end_matches('/').to_owned(),
+                methods.clone(),
+            ));
+        }
+        out.push((mount.join(path), methods));
+    }
+    out
+}
+
+fn routes(list: Vec<(String, MethodRouter<AppState>)>) -> Router<AppState> {
     list.into_iter()
         .fold(Router::new(), |router, (path, methods)| {
-            router.route(path, methods)
+            router.route(&path, methods)
         })
 }
 
@@ -112,13 +134,17 @@ fn routes(list: Routes) -> Router<AppState> {
 /// headers and HSTS; the CSRF rule; the body limit. API answers carry
 /// `Cache-Control: no-store` and `nosniff`; pages their security headers.
 pub fn router(state: AppState) -> Router {
-    let (api, pages) = (api_routes(), page_routes());
+    let mount = &state.config.mount;
+    let (api, pages) = (mounted(mount, api_routes()), mounted(mount, page_routes()));
     let metrics = &state.core.metrics;
     let observed = Observed {
         routes: Arc::new(
             api.iter()
                 .chain(&pages)
-                .map(|(path, _)| (*path, metrics.route(path)))
+                .map(|(path, _)| {
+                    let pattern: &'static str = Box::leak(path.clone().into_boxed_str());
+                    (pattern, metrics.route(pattern))
+                })
                 .collect::<HashMap<_, _>>(),
         ),
         unmatched: Arc::new(metrics.route("unmatched")),

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::http::{account, admin, auth, ops};
+use crate::http::{account, admin, auth, gateway, ops};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,7 +16,8 @@ use crate::http::{account, admin, auth, ops};
         title = "sessiongate origin",
         description = "Session authentication: the origin's HTTP contract, version 1. \
             Sessions are carried by the `__Host-session` cookie (or `session` with \
-            `COOKIE_SECURE=false`). Every error body is `{\"error\": \"...\"}`.",
+            `COOKIE_SECURE=false`). Every error body is `{\"error\": \"...\"}`. Paths are \
+            relative to `MOUNT_PATH` (default `/`).",
         version = "1"
     ),
     paths(
@@ -25,6 +26,7 @@ use crate::http::{account, admin, auth, ops};
         account::revoke_others, account::revoke_session, account::audit,
         admin::list, admin::change_role, admin::delete, admin::revoke_sessions,
         ops::cleanup, ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+        gateway::forward_auth, gateway::auth_request, gateway::jwks,
     ),
     modifiers(&Bearer),
     tags(
@@ -32,6 +34,7 @@ use crate::http::{account, admin, auth, ops};
         (name = "account", description = "The caller's own data"),
         (name = "users", description = "User management (ADMIN only)"),
         (name = "operations", description = "Health, readiness, metrics, maintenance"),
+        (name = "gateway", description = "Protecting another app: forward-auth decisions and the assertion's keys"),
     )
 )]
 pub struct ApiDoc;

@@ -11,11 +11,14 @@ use std::hash::{DefaultHasher, Hasher};
 use std::sync::OnceLock;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_NONE_MATCH, LOCATION,
 };
 use axum::http::{Response, StatusCode};
+use shared::paths::MountPath;
+
+use crate::http::state::AppState;
 
 /// The Content-Security-Policy of every page and asset: same-origin scripts, styles,
 /// fetches and form targets only; no inline script or style; never framed.
@@ -38,8 +41,13 @@ pub const HTML_CACHE_CONTROL: &str = "no-store";
 /// `Cache-Control` of assets: cache, but revalidate (ETag) so a new build shows at once.
 pub const ASSET_CACHE_CONTROL: &str = "no-cache";
 
-/// Where `/login` sends a user who arrived without a usable `next`.
+/// Where `/login` sends a user who arrived without a usable `next` (under the mount).
 pub const DEFAULT_NEXT: &str = "/account";
+
+/// The placeholder in the shells that receives the mount path without its trailing `/`
+/// (`""` or `/auth`): every link, script and stylesheet URL starts with it, and the pages'
+/// scripts read it from `<html data-mount>`.
+const MOUNT_SLOT: &str = "{{mount}}";
 
 const HTML: &str = "text/html; charset=utf-8";
 
@@ -132,52 +140,75 @@ fn respond(
     resp
 }
 
-/// `GET /`: on to the account page.
-pub async fn home() -> Response<Body> {
-    page(Page::Home, None)
+/// The page shells rendered for the configured mount path, once at start-up.
+pub struct Pages {
+    home: HeaderValue,
+    login: String,
+    register: String,
+    account: String,
+    users: String,
 }
 
-/// `GET /login` (honours a safe `next`).
-pub async fn login(RawQuery(query): RawQuery) -> Response<Body> {
-    page(Page::Login, query.as_deref())
+impl Pages {
+    pub fn new(mount: &MountPath) -> Pages {
+        let base = mount.as_str().trim_end_matches('/');
+        let render = |template: &str| template.replace(MOUNT_SLOT, base);
+        Pages {
+            home: HeaderValue::from_str(&mount.join(DEFAULT_NEXT))
+                .unwrap_or_else(|_| HeaderValue::from_static(DEFAULT_NEXT)),
+            login: render(LOGIN_HTML),
+            register: render(REGISTER_HTML),
+            account: render(ACCOUNT_HTML),
+            users: render(USERS_HTML),
+        }
+    }
+
+    /// The response for a page; `query` is the raw query string (only the login and
+    /// register pages read it, for `next`).
+    pub fn page(&self, page: Page, query: Option<&str>) -> Response<Body> {
+        let html = match page {
+            Page::Home => {
+                let mut resp = respond(StatusCode::FOUND, HTML, HTML_CACHE_CONTROL, Bytes::new());
+                resp.headers_mut().insert(LOCATION, self.home.clone());
+                return resp;
+            }
+            Page::Login => with_next(&self.login, query),
+            Page::Register => with_next(&self.register, query),
+            Page::Account => self.account.clone(),
+            Page::Users => self.users.clone(),
+        };
+        respond(StatusCode::OK, HTML, HTML_CACHE_CONTROL, Bytes::from(html))
+    }
 }
 
-/// `GET /register` (honours a safe `next`).
-pub async fn register(RawQuery(query): RawQuery) -> Response<Body> {
-    page(Page::Register, query.as_deref())
+/// `GET <MOUNT>/`: on to the account page.
+pub async fn home(State(state): State<AppState>) -> Response<Body> {
+    state.pages.page(Page::Home, None)
 }
 
-/// `GET /account`.
-pub async fn account() -> Response<Body> {
-    page(Page::Account, None)
+/// `GET <MOUNT>/login` (honours a safe `next`).
+pub async fn login(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response<Body> {
+    state.pages.page(Page::Login, query.as_deref())
 }
 
-/// `GET /users`.
-pub async fn users() -> Response<Body> {
-    page(Page::Users, None)
+/// `GET <MOUNT>/register` (honours a safe `next`).
+pub async fn register(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response<Body> {
+    state.pages.page(Page::Register, query.as_deref())
 }
 
-/// `GET /assets/{*path}`.
+/// `GET <MOUNT>/account`.
+pub async fn account(State(state): State<AppState>) -> Response<Body> {
+    state.pages.page(Page::Account, None)
+}
+
+/// `GET <MOUNT>/users`.
+pub async fn users(State(state): State<AppState>) -> Response<Body> {
+    state.pages.page(Page::Users, None)
+}
+
+/// `GET <MOUNT>/assets/{*path}`.
 pub async fn asset_file(Path(name): Path<String>, headers: HeaderMap) -> Response<Body> {
     asset(&name, headers.get(IF_NONE_MATCH))
-}
-
-/// The response for a page; `query` is the raw query string (only `/login` and
-/// `/register` read it, for `next`).
-pub fn page(page: Page, query: Option<&str>) -> Response<Body> {
-    let html = match page {
-        Page::Home => {
-            let mut resp = respond(StatusCode::FOUND, HTML, HTML_CACHE_CONTROL, Bytes::new());
-            resp.headers_mut()
-                .insert(LOCATION, HeaderValue::from_static(DEFAULT_NEXT));
-            return resp;
-        }
-        Page::Login => with_next(LOGIN_HTML, query),
-        Page::Register => with_next(REGISTER_HTML, query),
-        Page::Account => ACCOUNT_HTML.to_owned(),
-        Page::Users => USERS_HTML.to_owned(),
-    };
-    respond(StatusCode::OK, HTML, HTML_CACHE_CONTROL, Bytes::from(html))
 }
 
 /// The safe `next` from a query string: percent-decoded, then kept only when
@@ -278,6 +309,10 @@ mod tests {
         }
     }
 
+    fn root() -> Pages {
+        Pages::new(&MountPath::root())
+    }
+
     fn header<'a>(resp: &'a Response<Body>, name: &str) -> &'a str {
         resp.headers()
             .get(name)
@@ -287,7 +322,7 @@ mod tests {
     }
 
     fn login_next(query: &str) -> String {
-        let html = body(page(Page::Login, Some(query)));
+        let html = body(root().page(Page::Login, Some(query)));
         let start = html.find("data-next=\"").expect("data-next") + "data-next=\"".len();
         let end = start + html[start..].find('"').expect("closing quote");
         html[start..end].to_owned()
@@ -296,7 +331,7 @@ mod tests {
     #[test]
     fn every_page_is_uncached_html() {
         for (path, page_kind) in Page::ALL {
-            let resp = page(page_kind, None);
+            let resp = root().page(page_kind, None);
             assert_eq!(header(&resp, "cache-control"), "no-store", "{path}");
             assert!(CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));
             if page_kind == Page::Home {
@@ -342,15 +377,41 @@ mod tests {
             next,
             "/x&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&#39;"
         );
-        let html = body(page(Page::Login, Some("next=/x%22%3E%3Cscript%3E")));
+        let html = body(root().page(Page::Login, Some("next=/x%22%3E%3Cscript%3E")));
         assert!(!html.contains("\"><script>"));
     }
 
     #[test]
+    fn every_own_url_honours_the_mount_path() {
+        for html in [LOGIN_HTML, REGISTER_HTML, ACCOUNT_HTML, USERS_HTML] {
+            for reference in references(html) {
+                assert!(
+                    reference.starts_with("{{mount}}/") || !reference.starts_with('/'),
+                    "{reference} ignores the mount path"
+                );
+            }
+        }
+        let mounted = Pages::new(&MountPath::parse("/auth").unwrap());
+        let html = body(mounted.page(Page::Login, Some("next=/app/x")));
+        assert!(
+            html.contains(r#"<html lang="en" data-mount="/auth">"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"src="/auth/assets/login.js""#));
+        assert!(!html.contains("{{mount}}"));
+        assert!(html.contains(r#"data-next="/app/x""#));
+        let home = mounted.page(Page::Home, None);
+        assert_eq!(header(&home, "location"), "/auth/account");
+        let root_html = body(root().page(Page::Account, None));
+        assert!(root_html.contains(r#"src="/assets/account.js""#));
+        assert!(root_html.contains(r#"data-mount="""#));
+    }
+
+    #[test]
     fn register_carries_next_too() {
-        let html = body(page(Page::Register, Some("next=/users")));
+        let html = body(root().page(Page::Register, Some("next=/users")));
         assert!(html.contains("data-next=\"/users\""));
-        assert!(!body(page(Page::Account, None)).contains(NEXT_SLOT));
+        assert!(!body(root().page(Page::Account, None)).contains(NEXT_SLOT));
     }
 
     /// `(attr, value)` for every `src="…"` / `href="…"` in an HTML document.
@@ -378,7 +439,7 @@ mod tests {
             while let Some(i) = rest.find("<script") {
                 let tag_end = rest[i..].find('>').expect("tag end") + i;
                 assert!(
-                    rest[i..tag_end].contains(" src=\"/assets/"),
+                    rest[i..tag_end].contains(" src=\"{{mount}}/assets/"),
                     "inline <script>"
                 );
                 rest = &rest[tag_end..];
@@ -400,7 +461,7 @@ mod tests {
     fn every_referenced_asset_is_embedded() {
         for html in [LOGIN_HTML, REGISTER_HTML, ACCOUNT_HTML, USERS_HTML] {
             for reference in references(html) {
-                if let Some(name) = reference.strip_prefix("/assets/") {
+                if let Some(name) = reference.strip_prefix("{{mount}}/assets/") {
                     assert_eq!(asset(name, None).status(), StatusCode::OK, "{reference}");
                 }
             }

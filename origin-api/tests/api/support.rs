@@ -326,6 +326,19 @@ impl TestApp {
         r
     }
 
+    /// Registers through sessiongate mounted at `mount` (`/auth`).
+    pub async fn register_at(&self, mount: &str, email: &str) -> Resp {
+        let r = self
+            .anon()
+            .post(
+                &format!("{mount}/api/v1/auth/register"),
+                serde_json::json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "register {email}: {:?}", r.body);
+        r
+    }
+
     pub async fn login_as(&self, email: &str, password: &str) -> Resp {
         self.anon()
             .post(

@@ -14,5 +14,6 @@ mod conn_killed;
 mod gateway;
 mod ops;
 mod pages;
+mod proxies;
 mod revoke_race;
 mod slow_body;

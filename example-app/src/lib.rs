@@ -19,7 +19,10 @@
 //! ```
 //!
 //! [`router`] is the whole app: every path answers with a JSON echo of the request
-//! (method, path, query, headers) and the identity the assertion proves, if any.
+//! (method, path, query, headers) and the identity the assertion proves, if any, except the
+//! [`demo`] routes under `/demo/` (streaming, events, a WebSocket, trailers...).
+
+pub mod demo;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -142,7 +145,7 @@ async fn echo(State(app): State<App>, request: Request) -> Json<Value> {
     }))
 }
 
-/// The app: every path echoes.
+/// The app: the demo routes under `/demo` ([`demo`]), and every other path echoes.
 pub fn router(app: App) -> Router {
-    Router::new().fallback(echo).with_state(app)
+    demo::routes().fallback(echo).with_state(app)
 }

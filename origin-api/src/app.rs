@@ -138,7 +138,7 @@ impl App {
         };
         Ok(App {
             core: Arc::new(core),
-            gateway: Arc::new(Gateway::from_config(&config)),
+            gateway: Arc::new(Gateway::from_config(&config)?),
             pages: Arc::new(Pages::new(&config.mount)),
             config: Arc::new(config),
             redis,
@@ -162,6 +162,8 @@ impl App {
         let stop = core.background.stopping();
         core.background
             .spawn(crate::cleanup::periodic(core.clone(), stop.clone()));
+        core.background
+            .spawn(self.gateway.watcher.clone().run(core.clone(), stop.clone()));
         let metrics = core.metrics.clone();
         core.background.spawn(async move {
             let mut ticker = tokio::time::interval(METRICS_UPKEEP);

@@ -165,6 +165,9 @@ pub struct Config {
     pub assertion_key_source: KeySource,
     /// `ASSERTION_AUDIENCE`: the assertion's `aud` (default: the request's host).
     pub assertion_audience: Option<String>,
+    /// `UPSTREAM_URL` (proxy mode) with `UPSTREAM_TIMEOUT`, `UPSTREAM_MAX_BODY` and
+    /// `UPSTREAM_CA_FILE`.
+    pub upstream: Option<crate::gateway::proxy::UpstreamConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -211,6 +214,38 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     n.checked_mul(factor).map(Duration::from_secs)
+}
+
+/// Parses a byte size: plain bytes, or with `k`, `m`, `g` (powers of 1024).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim().to_ascii_lowercase();
+    let (number, factor) = match text.char_indices().last()? {
+        (i, 'k') => (&text[..i], 1u64 << 10),
+        (i, 'm') => (&text[..i], 1 << 20),
+        (i, 'g') => (&text[..i], 1 << 30),
+        _ => (text.as_str(), 1),
+    };
+    number
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(factor)
+        .filter(|n| *n > 0)
+}
+
+/// `UPSTREAM_URL`: an absolute `http://` or `https://` URL with a host, no query.
+fn parse_upstream_url(url: &str) -> Result<String, ConfigError> {
+    let bad = || {
+        err(
+            "UPSTREAM_URL",
+            "expected an http:// or https:// URL such as http://127.0.0.1:3000",
+        )
+    };
+    let uri: hyper::Uri = url.parse().map_err(|_| bad())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http") | Some("https"));
+    if !scheme_ok || uri.authority().is_none() || uri.query().is_some() {
+        return Err(bad());
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// Parses `N/duration`, e.g. `5/60s` or `10/15m`.
@@ -484,6 +519,25 @@ impl Config {
             }
         };
         let assertion_audience = vars.get("ASSERTION_AUDIENCE").map(str::to_owned);
+        let upstream_timeout = vars.duration("UPSTREAM_TIMEOUT", Duration::from_secs(30))?;
+        let upstream_max_body = match vars.get("UPSTREAM_MAX_BODY") {
+            None => None,
+            Some(v) => Some(parse_size(v).ok_or_else(|| {
+                err(
+                    "UPSTREAM_MAX_BODY",
+                    "expected a size such as 10485760, 10m or 1g",
+                )
+            })?),
+        };
+        let upstream = match vars.get("UPSTREAM_URL") {
+            None => None,
+            Some(url) => Some(crate::gateway::proxy::UpstreamConfig {
+                url: parse_upstream_url(url)?,
+                timeout: upstream_timeout,
+                max_body: upstream_max_body,
+                ca_file: vars.get("UPSTREAM_CA_FILE").map(PathBuf::from),
+            }),
+        };
         Ok(Config {
             database_url,
             redis_url,
@@ -517,6 +571,7 @@ impl Config {
             assertion_keys,
             assertion_key_source,
             assertion_audience,
+            upstream,
         })
     }
 
@@ -654,6 +709,9 @@ mod tests {
             ("MOUNT_PATH", "/a/../b"),
             ("ACCESS_RULES", "/app = nobody"),
             ("ASSERTION_KEYS", "k1:dG9vLXNob3J0"),
+            ("UPSTREAM_URL", "ftp://app"),
+            ("UPSTREAM_URL", "localhost:3000"),
+            ("UPSTREAM_MAX_BODY", "lots"),
         ] {
             let e = Config::from_map(&map(&[keys, (var, value)])).expect_err(var);
             assert_eq!(e.var, var);

@@ -40,6 +40,8 @@ static META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some
 /// - `sessiongate_cache_round_trips_total` (commands or scripts sent to Redis)
 /// - `sessiongate_cleanup_deleted_total`
 /// - `sessiongate_gateway_decisions_total{mode,outcome}`
+/// - `sessiongate_upstream_duration_seconds` (histogram), `sessiongate_upstream_errors_total{kind}`
+/// - `sessiongate_proxy_open_connections` (gauge), `sessiongate_proxy_connections_closed_total`
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
@@ -60,6 +62,13 @@ pub struct Metrics {
     pub db_queries: Counter,
     pub cache_round_trips: Counter,
     pub cleanup_deleted: Counter,
+    /// Proxy mode: long-lived connections open now, and those closed because their
+    /// session ended.
+    pub connections_open: Gauge,
+    pub connections_closed: Counter,
+    /// Proxy mode: time to the app's response headers, and failures by kind.
+    pub upstream_seconds: Histogram,
+    upstream_errors: RwLock<HashMap<&'static str, Counter>>,
     rate_limited: RwLock<HashMap<&'static str, Counter>>,
     decisions: RwLock<HashMap<(&'static str, &'static str), Counter>>,
 }
@@ -99,6 +108,16 @@ impl Metrics {
                 &Key::from_static_name("sessiongate_password_queue_depth"),
                 &META,
             ),
+            connections_open: recorder.register_gauge(
+                &Key::from_static_name("sessiongate_proxy_open_connections"),
+                &META,
+            ),
+            connections_closed: counter("sessiongate_proxy_connections_closed_total"),
+            upstream_seconds: recorder.register_histogram(
+                &Key::from_static_name("sessiongate_upstream_duration_seconds"),
+                &META,
+            ),
+            upstream_errors: RwLock::new(HashMap::new()),
             rate_limited: RwLock::new(HashMap::new()),
             decisions: RwLock::new(HashMap::new()),
             recorder,
@@ -156,6 +175,17 @@ impl Metrics {
             Key::from_parts(
                 "sessiongate_gateway_decisions_total",
                 vec![Label::new("mode", mode), Label::new("outcome", outcome)],
+            )
+        })
+        .increment(1);
+    }
+
+    /// One failed upstream request: `unreachable`, `timeout` or `too_large`.
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.labelled(&self.upstream_errors, kind, || {
+            Key::from_parts(
+                "sessiongate_upstream_errors_total",
+                vec![Label::new("kind", kind)],
             )
         })
         .increment(1);

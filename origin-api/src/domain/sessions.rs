@@ -17,7 +17,7 @@ use crate::clock::whole_seconds;
 use crate::domain::audit::Action;
 use crate::domain::core::Core;
 use crate::domain::error::{DomainError, DomainResult, short};
-use crate::domain::types::{Client, Password, SessionHash, User, UserId};
+use crate::domain::types::{Client, Password, Role, SessionHash, User, UserId};
 use crate::ratelimit::{Bucket, Decision};
 use crate::store::session;
 
@@ -341,6 +341,22 @@ pub async fn authenticate(core: &Arc<Core>, sid: &SessionId) -> DomainResult<Opt
         }
         Lookup::Disabled => from_database(core, sid, hash, now, false).await,
     }
+}
+
+/// Whether a session still lives, and its user's role now, without the request-side
+/// effects of [`authenticate`] (no refresh, no touch): for re-checking long-lived
+/// connections. `Err` when neither the cache nor the database can tell.
+pub async fn still_live(core: &Arc<Core>, sid: &SessionId) -> DomainResult<Option<Role>> {
+    let hash = SessionHash::of(sid);
+    let now = whole_seconds(core.clock.now());
+    if let Lookup::Hit(entry) = core.sessions.get(&hash).await {
+        return Ok((entry.expires_at > now).then_some(entry.user.role));
+    }
+    Ok(core
+        .store
+        .session_with_user(hash.as_str(), now)
+        .await?
+        .map(|(_, user)| Role::from_stored(&user.role)))
 }
 
 async fn from_database(

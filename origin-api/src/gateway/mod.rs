@@ -6,6 +6,8 @@
 //! (`http::gateway`) ask it on behalf of nginx, Caddy and Traefik.
 
 pub mod assertions;
+pub mod proxy;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -21,6 +23,9 @@ use crate::domain::error::DomainError;
 use crate::domain::sessions::{self, Issued, Session};
 use crate::domain::types::Role;
 use assertions::Assertions;
+use proxy::Upstream;
+use shared::SessionId;
+use watch::Watcher;
 
 /// One request to the app, as the gateway needs it.
 pub struct Described<'a> {
@@ -44,6 +49,11 @@ pub enum Outcome {
     Allow {
         session: Option<Box<Session>>,
         assertion: Option<String>,
+        /// The session id, for watching a long-lived connection.
+        sid: Option<SessionId>,
+        /// The policy that allowed it (a connection closes when its user no longer
+        /// satisfies it).
+        policy: Policy,
     },
     /// `302` to the login page (a navigation without a live session).
     Redirect {
@@ -89,6 +99,10 @@ pub struct Gateway {
     pub mount: MountPath,
     rules: Option<AccessRules>,
     pub assertions: Assertions,
+    /// Proxy mode: the app behind the origin.
+    pub upstream: Option<Upstream>,
+    /// Proxy mode: long-lived connections, closed when their session ends.
+    pub watcher: Arc<Watcher>,
 }
 
 fn role_of(session: &Session) -> shared::rules::Role {
@@ -99,8 +113,14 @@ fn role_of(session: &Session) -> shared::rules::Role {
 }
 
 impl Gateway {
-    pub fn from_config(config: &Config) -> Gateway {
-        Gateway {
+    pub fn from_config(config: &Config) -> anyhow::Result<Gateway> {
+        let upstream = match &config.upstream {
+            Some(u) => Some(Upstream::new(u)?),
+            None => None,
+        };
+        Ok(Gateway {
+            upstream,
+            watcher: Arc::new(Watcher::default()),
             mount: config.mount.clone(),
             rules: config.access_rules.clone(),
             assertions: Assertions::new(
@@ -109,7 +129,7 @@ impl Gateway {
                 config.assertion_audience.clone(),
                 config.memory_cache_capacity,
             ),
-        }
+        })
     }
 
     /// The policy of a normalised path: sessiongate's own routes decide for themselves
@@ -163,8 +183,10 @@ impl Gateway {
                     )
                 });
                 Outcome::Allow {
+                    sid: session.as_ref().and(sid),
                     session: session.map(Box::new),
                     assertion,
+                    policy,
                 }
             }
             Decision::Redirect => Outcome::Redirect {

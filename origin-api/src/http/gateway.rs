@@ -13,7 +13,7 @@ use shared::rules::NavigationHeaders;
 
 use crate::gateway::{Described, Outcome, assertions::identity_of};
 use crate::http::context::Peer;
-use crate::http::error::{ApiError, ErrorBody, RETRY_AFTER_UNAVAILABLE};
+use crate::http::error::{ApiError, ErrorBody, RETRY_AFTER_UNAVAILABLE, error_response};
 use crate::http::extract::{Extras, session_tokens};
 use crate::http::state::AppState;
 use crate::http::types::OkBody;
@@ -23,7 +23,7 @@ pub const LOGIN_HEADER: &str = "x-sessiongate-login";
 
 /// How the proxy describes the original request.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub enum Mode {
     /// Traefik `ForwardAuth`, Caddy `forward_auth`: `X-Forwarded-Method/-Proto/-Host/-Uri`;
     /// anonymous navigations get a `302`.
     ForwardAuth,
@@ -31,13 +31,17 @@ enum Mode {
     /// understands only 2xx/401/403, so anonymous navigations get a `401` with
     /// `X-Sessiongate-Login`.
     AuthRequest,
+    /// Proxy mode: the origin itself forwards allowed requests; refusals are the
+    /// contract's answers to the browser.
+    Proxy,
 }
 
 impl Mode {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Mode::ForwardAuth => "forward-auth",
             Mode::AuthRequest => "auth-request",
+            Mode::Proxy => "proxy",
         }
     }
 }
@@ -82,7 +86,7 @@ fn original(mode: Mode, headers: &HeaderMap) -> Result<Original, ApiError> {
     let forwarded_host = header(headers, "x-forwarded-host").map(first_value);
     let host_header = header(headers, HOST.as_str());
     match mode {
-        Mode::ForwardAuth => {
+        Mode::ForwardAuth | Mode::Proxy => {
             let method = header(headers, "x-forwarded-method")
                 .ok_or_else(|| bad("X-Forwarded-Method is required"))?;
             let uri = header(headers, "x-forwarded-uri")
@@ -229,9 +233,11 @@ async fn decision(
 }
 
 /// The outcome as the proxy expects it.
-fn answer(mode: Mode, state: &AppState, extras: &Extras, outcome: Outcome) -> Response {
+pub fn answer(mode: Mode, state: &AppState, extras: &Extras, outcome: Outcome) -> Response {
     match outcome {
-        Outcome::Allow { session, assertion } => {
+        Outcome::Allow {
+            session, assertion, ..
+        } => {
             let identity = session.as_deref().map(identity_of);
             let mut resp = Json(OkBody::TRUE).into_response();
             let out = resp.headers_mut();
@@ -254,14 +260,8 @@ fn answer(mode: Mode, state: &AppState, extras: &Extras, outcome: Outcome) -> Re
                 extras.clear_cookie(state);
             }
             match mode {
-                Mode::ForwardAuth => {
-                    let mut resp = (
-                        StatusCode::FOUND,
-                        Json(ErrorBody {
-                            error: "Unauthorized".into(),
-                        }),
-                    )
-                        .into_response();
+                Mode::ForwardAuth | Mode::Proxy => {
+                    let mut resp = error_response(StatusCode::FOUND, "Unauthorized".into());
                     if let Ok(v) = HeaderValue::from_str(&location) {
                         resp.headers_mut().insert(LOCATION, v);
                     }

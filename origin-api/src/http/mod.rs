@@ -15,6 +15,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod proxy;
 pub mod state;
 pub mod types;
 
@@ -31,9 +32,10 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::util::{MapResponse, MapResponseLayer};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -135,7 +137,12 @@ fn routes(list: Vec<(String, MethodRouter<AppState>)>) -> Router<AppState> {
 /// `Cache-Control: no-store` and `nosniff`; pages their security headers.
 pub fn router(state: AppState) -> Router {
     let mount = &state.config.mount;
-    let (api, pages) = (mounted(mount, api_routes()), mounted(mount, page_routes()));
+    let mut page_list = page_routes();
+    if state.config.upstream.is_some() && mount.is_root() {
+        // Proxy mode under the root mount: `/` is the app's home, not a redirect to ours.
+        page_list.retain(|(path, _)| *path != "/");
+    }
+    let (api, pages) = (mounted(mount, api_routes()), mounted(mount, page_list));
     let metrics = &state.core.metrics;
     let observed = Observed {
         routes: Arc::new(
@@ -170,7 +177,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(pages)
-        .fallback(middleware::not_found)
+        .fallback(proxy::forward)
         .layer(
             ServiceBuilder::new()
                 .layer(CatchPanicLayer::custom(middleware::panic_response))
@@ -193,8 +200,10 @@ pub fn service(router: Router) -> Service {
     MapResponseLayer::new(middleware::method_not_allowed as fn(Response) -> Response).layer(router)
 }
 
-/// Accepts connections until `shutdown` resolves, then waits (up to `grace`) for
-/// in-flight requests to finish. Request bodies time out after `body_timeout` (408).
+/// Accepts connections until `shutdown` resolves, then lets in-flight requests finish (up
+/// to `grace`) while no new request starts on an open connection. Connections may upgrade
+/// (proxy mode's WebSockets). Request bodies time out after `body_timeout` without data
+/// (408).
 pub async fn serve(
     service: Service,
     listener: TcpListener,
@@ -206,7 +215,8 @@ pub async fn serve(
     let service = ServiceBuilder::new()
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .service(service);
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let closing = CancellationToken::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -231,10 +241,19 @@ pub async fn serve(
                     service.clone().oneshot(req)
                 });
                 let conn = builder
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(per_connection));
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(per_connection))
+                    .with_upgrades();
+                let closing = closing.clone();
+                connections.spawn(async move {
+                    tokio::pin!(conn);
+                    let ended = tokio::select! {
+                        ended = conn.as_mut() => ended,
+                        () = closing.cancelled() => {
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    };
+                    if let Err(e) = ended {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -243,8 +262,10 @@ pub async fn serve(
         }
     }
     drop(listener);
+    closing.cancel();
+    connections.close();
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("in-flight requests finished"),
+        () = connections.wait() => tracing::info!("in-flight requests finished"),
         () = tokio::time::sleep(grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }

@@ -15,5 +15,6 @@ mod gateway;
 mod ops;
 mod pages;
 mod proxies;
+mod proxy_mode;
 mod revoke_race;
 mod slow_body;

@@ -288,6 +288,26 @@ impl TestApp {
         self.dir.path()
     }
 
+    /// Another instance of the same service (same database, cache and clock), as a load
+    /// balancer would have behind it; `base` is its address.
+    pub async fn another_instance(&self) -> (ServerHandle, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let handle = origin_api::serve_with(
+            self.config.clone(),
+            listener,
+            Options {
+                clock: self.clock.clone(),
+                cache_faults: None,
+            },
+        )
+        .await
+        .expect("second instance starts");
+        let base = format!("http://{}", handle.addr());
+        (handle, base)
+    }
+
     /// Stops the server gracefully (drop would only abort it), then releases resources.
     pub async fn stop(mut self) {
         if let Some(h) = self.handle.take() {

@@ -1,0 +1,147 @@
+//! Long-lived connections to the app (WebSockets, responses still streaming) and the
+//! periodic re-check that closes them when their session ends.
+//!
+//! Every [`RECHECK`] the watcher asks, once per distinct session, whether the session still
+//! lives and what its user's role is now, through the same path a request takes (the
+//! cache, then the database), and cancels every connection of a session that was revoked,
+//! expired or whose user was deleted, and every connection whose rule its user no longer
+//! satisfies. Because the answer comes from the shared cache or the database, a revoke made
+//! through any instance closes the connections held by every instance within one period
+//! (the contract's bound is 5 s). A session the check cannot answer for (both stores down)
+//! keeps its connections: the next period asks again.
+//!
+//! Alternatives weighed: Redis pub/sub of revocations reaches only instances subscribed at
+//! the time and misses expiries and role changes without more machinery; keyspace
+//! notifications need server configuration and miss Postgres-only deployments. One `GET` per
+//! distinct session per period costs what a warm request costs (BENCHMARKS.md measures
+//! 10,000 open connections).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shared::SessionId;
+use shared::rules::Policy;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::core::Core;
+use crate::domain::sessions;
+use crate::domain::types::Role;
+
+/// How often open connections' sessions are checked.
+pub const RECHECK: Duration = Duration::from_secs(2);
+
+struct Watched {
+    sid: SessionId,
+    policy: Policy,
+    closed: CancellationToken,
+}
+
+/// The open long-lived connections of this instance.
+#[derive(Default)]
+pub struct Watcher {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Watched>>,
+}
+
+/// A registration: cancelled when the session ends; deregisters on drop.
+pub struct Watch {
+    id: u64,
+    watcher: Arc<Watcher>,
+    pub closed: CancellationToken,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.watcher.lock().remove(&self.id);
+    }
+}
+
+impl Watcher {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Watched>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Watches a connection of session `sid` allowed by `policy`.
+    pub fn watch(self: &Arc<Self>, sid: SessionId, policy: Policy) -> Watch {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let closed = CancellationToken::new();
+        self.lock().insert(
+            id,
+            Watched {
+                sid,
+                policy,
+                closed: closed.clone(),
+            },
+        );
+        Watch {
+            id,
+            watcher: self.clone(),
+            closed,
+        }
+    }
+
+    /// How many connections are watched.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// One pass: checks every distinct session once; returns how many connections it
+    /// closed.
+    pub async fn recheck(&self, core: &Arc<Core>) -> usize {
+        let sessions: HashMap<String, SessionId> = self
+            .lock()
+            .values()
+            .map(|w| (w.sid.storage_hash(), w.sid.clone()))
+            .collect();
+        let mut closed = 0;
+        for (hash, sid) in sessions {
+            let role = match sessions::still_live(core, &sid).await {
+                Ok(Some(role)) => Some(role),
+                Ok(None) => None,
+                // Cannot tell: ask again next period.
+                Err(_) => continue,
+            };
+            let role = role.map(|r| match r {
+                Role::Admin => shared::rules::Role::Admin,
+                Role::User => shared::rules::Role::User,
+            });
+            for w in self.lock().values() {
+                if w.sid.storage_hash() != hash || w.closed.is_cancelled() {
+                    continue;
+                }
+                let keep = role.is_some_and(|r| w.policy == Policy::Public || w.policy.admits(r));
+                if !keep {
+                    w.closed.cancel();
+                    closed += 1;
+                }
+            }
+        }
+        closed
+    }
+
+    /// The periodic re-check, until `stop`.
+    pub async fn run(self: Arc<Self>, core: Arc<Core>, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(RECHECK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            if self.is_empty() {
+                continue;
+            }
+            let closed = self.recheck(&core).await;
+            if closed > 0 {
+                core.metrics.connections_closed.increment(closed as u64);
+                tracing::info!(closed, "long-lived connections closed: their session ended");
+            }
+        }
+    }
+}

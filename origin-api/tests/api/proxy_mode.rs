@@ -379,6 +379,8 @@ impl Drop for OriginProcess {
     }
 }
 
+// The child is reaped by `OriginProcess`'s Drop on every path (the lint cannot see it).
+#[allow(clippy::zombie_processes)]
 async fn origin_process(upstream: SocketAddr) -> OriginProcess {
     let dir = tempfile::tempdir().expect("dir");
     let port = std::net::TcpListener::bind("127.0.0.1:0")

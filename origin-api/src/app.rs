@@ -20,6 +20,7 @@ use crate::domain::error::short;
 use crate::gateway::Gateway;
 use crate::http::pages::Pages;
 use crate::http::state::AppState;
+use crate::http::upstream::Upstream;
 use crate::metrics::Metrics;
 use crate::passwords::{Passwords, PoolMetrics};
 use crate::ratelimit::RateLimiter;
@@ -53,6 +54,7 @@ pub struct App {
     pub config: Arc<Config>,
     pub gateway: Arc<Gateway>,
     pages: Arc<Pages>,
+    upstream: Option<Arc<Upstream>>,
     redis: Option<Arc<RedisCache>>,
 }
 
@@ -138,7 +140,11 @@ impl App {
         };
         Ok(App {
             core: Arc::new(core),
-            gateway: Arc::new(Gateway::from_config(&config)?),
+            gateway: Arc::new(Gateway::from_config(&config)),
+            upstream: match &config.upstream {
+                Some(u) => Some(Arc::new(Upstream::new(u)?)),
+                None => None,
+            },
             pages: Arc::new(Pages::new(&config.mount)),
             config: Arc::new(config),
             redis,
@@ -152,6 +158,7 @@ impl App {
             config: self.config.clone(),
             gateway: self.gateway.clone(),
             pages: self.pages.clone(),
+            upstream: self.upstream.clone(),
         }
     }
 

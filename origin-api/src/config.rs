@@ -117,6 +117,17 @@ pub fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
     Some((host.to_ascii_lowercase(), port))
 }
 
+/// Proxy mode's upstream: `UPSTREAM_URL`, `UPSTREAM_TIMEOUT`, `UPSTREAM_MAX_BODY`,
+/// `UPSTREAM_CA_FILE`.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    pub url: String,
+    pub timeout: Duration,
+    pub max_body: Option<u64>,
+    /// Extra trusted roots (PEM) for an https upstream with a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
 #[derive(Clone)]
 pub struct Config {
     pub database_url: String,
@@ -167,7 +178,7 @@ pub struct Config {
     pub assertion_audience: Option<String>,
     /// `UPSTREAM_URL` (proxy mode) with `UPSTREAM_TIMEOUT`, `UPSTREAM_MAX_BODY` and
     /// `UPSTREAM_CA_FILE`.
-    pub upstream: Option<crate::gateway::proxy::UpstreamConfig>,
+    pub upstream: Option<UpstreamConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -531,7 +542,7 @@ impl Config {
         };
         let upstream = match vars.get("UPSTREAM_URL") {
             None => None,
-            Some(url) => Some(crate::gateway::proxy::UpstreamConfig {
+            Some(url) => Some(UpstreamConfig {
                 url: parse_upstream_url(url)?,
                 timeout: upstream_timeout,
                 max_body: upstream_max_body,

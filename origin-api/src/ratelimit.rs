@@ -62,6 +62,20 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A decision with no bucket (nothing limits the request).
+    pub fn unlimited() -> Decision {
+        Decision {
+            tightest: Verdict {
+                bucket: "none",
+                limit: 0,
+                remaining: 0,
+                retry_after: 0,
+                allowed: true,
+            },
+            retry_after: None,
+        }
+    }
+
     /// Folds another bucket's verdict in.
     pub fn with(mut self, v: Verdict) -> Decision {
         if (v.remaining, v.allowed) < (self.tightest.remaining, self.tightest.allowed) {
@@ -130,16 +144,7 @@ impl RateLimiter {
                 break;
             }
         }
-        decision.unwrap_or(Decision {
-            tightest: Verdict {
-                bucket: "none",
-                limit: 0,
-                remaining: 0,
-                retry_after: 0,
-                allowed: true,
-            },
-            retry_after: None,
-        })
+        decision.unwrap_or_else(Decision::unlimited)
     }
 
     /// Counts one hit in `bucket`.

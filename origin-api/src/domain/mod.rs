@@ -18,3 +18,6 @@ pub mod error;
 pub mod limits;
 pub mod sessions;
 pub mod types;
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,6 @@
 //! (`http::gateway`) ask it on behalf of nginx, Caddy and Traefik.
 
 pub mod assertions;
-pub mod proxy;
 pub mod watch;
 
 use std::sync::Arc;
@@ -23,7 +22,6 @@ use crate::domain::error::DomainError;
 use crate::domain::sessions::{self, Issued, Session};
 use crate::domain::types::Role;
 use assertions::Assertions;
-use proxy::Upstream;
 use shared::SessionId;
 use watch::Watcher;
 
@@ -99,8 +97,6 @@ pub struct Gateway {
     pub mount: MountPath,
     rules: Option<AccessRules>,
     pub assertions: Assertions,
-    /// Proxy mode: the app behind the origin.
-    pub upstream: Option<Upstream>,
     /// Proxy mode: long-lived connections, closed when their session ends.
     pub watcher: Arc<Watcher>,
 }
@@ -113,13 +109,8 @@ fn role_of(session: &Session) -> shared::rules::Role {
 }
 
 impl Gateway {
-    pub fn from_config(config: &Config) -> anyhow::Result<Gateway> {
-        let upstream = match &config.upstream {
-            Some(u) => Some(Upstream::new(u)?),
-            None => None,
-        };
-        Ok(Gateway {
-            upstream,
+    pub fn from_config(config: &Config) -> Gateway {
+        Gateway {
             watcher: Arc::new(Watcher::default()),
             mount: config.mount.clone(),
             rules: config.access_rules.clone(),
@@ -129,7 +120,7 @@ impl Gateway {
                 config.assertion_audience.clone(),
                 config.memory_cache_capacity,
             ),
-        })
+        }
     }
 
     /// The policy of a normalised path: sessiongate's own routes decide for themselves

@@ -18,6 +18,7 @@ pub mod pages;
 pub mod proxy;
 pub mod state;
 pub mod types;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -138,7 +139,7 @@ fn routes(list: Vec<(String, MethodRouter<AppState>)>) -> Router<AppState> {
 pub fn router(state: AppState) -> Router {
     let mount = &state.config.mount;
     let mut page_list = page_routes();
-    if state.config.upstream.is_some() && mount.is_root() {
+    if state.upstream.is_some() && mount.is_root() {
         // Proxy mode under the root mount: `/` is the app's home, not a redirect to ours.
         page_list.retain(|(path, _)| *path != "/");
     }

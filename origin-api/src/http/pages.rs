@@ -8,6 +8,7 @@
 //! `shared::paths::safe_next` and embedded HTML-escaped in the page's `data-next`.
 
 use std::hash::{DefaultHasher, Hasher};
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 use axum::body::{Body, Bytes};
@@ -17,8 +18,6 @@ use axum::http::header::{
 };
 use axum::http::{Response, StatusCode};
 use shared::paths::MountPath;
-
-use crate::http::state::AppState;
 
 /// The Content-Security-Policy of every page and asset: same-origin scripts, styles,
 /// fetches and form targets only; no inline script or style; never framed.
@@ -182,28 +181,31 @@ impl Pages {
 }
 
 /// `GET <MOUNT>/`: on to the account page.
-pub async fn home(State(state): State<AppState>) -> Response<Body> {
-    state.pages.page(Page::Home, None)
+pub async fn home(State(pages): State<Arc<Pages>>) -> Response<Body> {
+    pages.page(Page::Home, None)
 }
 
 /// `GET <MOUNT>/login` (honours a safe `next`).
-pub async fn login(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response<Body> {
-    state.pages.page(Page::Login, query.as_deref())
+pub async fn login(State(pages): State<Arc<Pages>>, RawQuery(query): RawQuery) -> Response<Body> {
+    pages.page(Page::Login, query.as_deref())
 }
 
 /// `GET <MOUNT>/register` (honours a safe `next`).
-pub async fn register(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response<Body> {
-    state.pages.page(Page::Register, query.as_deref())
+pub async fn register(
+    State(pages): State<Arc<Pages>>,
+    RawQuery(query): RawQuery,
+) -> Response<Body> {
+    pages.page(Page::Register, query.as_deref())
 }
 
 /// `GET <MOUNT>/account`.
-pub async fn account(State(state): State<AppState>) -> Response<Body> {
-    state.pages.page(Page::Account, None)
+pub async fn account(State(pages): State<Arc<Pages>>) -> Response<Body> {
+    pages.page(Page::Account, None)
 }
 
 /// `GET <MOUNT>/users`.
-pub async fn users(State(state): State<AppState>) -> Response<Body> {
-    state.pages.page(Page::Users, None)
+pub async fn users(State(pages): State<Arc<Pages>>) -> Response<Body> {
+    pages.page(Page::Users, None)
 }
 
 /// `GET <MOUNT>/assets/{*path}`.

@@ -1,6 +1,6 @@
 //! Proxy mode's handler: every request that is not one of sessiongate's own routes (the
 //! router's fallback) is decided by the gateway and, when allowed, forwarded to the app
-//! (`gateway::proxy`); the app's answer streams back, and a WebSocket is joined byte for
+//! (`http::upstream`); the app's answer streams back, and a WebSocket is joined byte for
 //! byte. A long-lived connection (an upgrade, or a response still streaming) whose session
 //! ends is closed by the gateway's watcher.
 
@@ -18,7 +18,6 @@ use hyper_util::rt::TokioIo;
 use shared::rules::NavigationHeaders;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use crate::gateway::proxy::{Forwarded, UpstreamError, app_request, client_response, is_websocket};
 use crate::gateway::watch::Watch;
 use crate::gateway::{Described, Outcome, assertions::identity_of};
 use crate::http::context::RequestContext;
@@ -27,6 +26,7 @@ use crate::http::extract::{Extras, session_tokens};
 use crate::http::gateway::{Mode, answer};
 use crate::http::middleware::not_found;
 use crate::http::state::AppState;
+use crate::http::upstream::{Forwarded, UpstreamError, app_request, client_response, is_websocket};
 
 fn header<'h>(request: &'h Request, name: &str) -> Option<&'h str> {
     request
@@ -55,7 +55,7 @@ fn gateway_error(status: StatusCode, message: &str) -> Response {
 /// The fallback route: sessiongate's own unknown paths are 404; the app's are decided and
 /// forwarded.
 pub async fn forward(State(state): State<AppState>, mut request: Request) -> Response {
-    let Some(upstream) = state.gateway.upstream.as_ref() else {
+    let Some(upstream) = state.upstream.as_ref() else {
         return not_found().await.into_response();
     };
     let path = request.uri().path().to_owned();

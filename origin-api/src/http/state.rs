@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::domain::core::Core;
 use crate::gateway::Gateway;
 use crate::http::pages::Pages;
+use crate::http::upstream::Upstream;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -14,4 +15,13 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub gateway: Arc<Gateway>,
     pub pages: Arc<Pages>,
+    /// Proxy mode: the app behind the origin.
+    pub upstream: Option<Arc<Upstream>>,
+}
+
+/// The page handlers take only the rendered shells.
+impl axum::extract::FromRef<AppState> for Arc<Pages> {
+    fn from_ref(state: &AppState) -> Arc<Pages> {
+        state.pages.clone()
+    }
 }

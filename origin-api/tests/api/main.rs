@@ -7,6 +7,7 @@ mod support;
 
 mod account;
 mod admin;
+mod architecture;
 mod audit_retry;
 mod auth;
 mod cli;

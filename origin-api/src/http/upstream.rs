@@ -1,4 +1,5 @@
-//! Proxy mode (`UPSTREAM_URL`): the origin in front of the app. For an allowed request it
+//! Proxy mode's upstream (`UPSTREAM_URL`): the origin in front of the app. For an allowed
+//! request (decided by `gateway::Gateway`) it
 //! builds the request the app receives (the client's request with the anti-spoofing clean-up,
 //! the identity headers and the `X-Forwarded-*` the origin determined) and relays the app's
 //! answer unchanged, both bodies streaming; upgrades (WebSocket) are joined byte for byte.
@@ -23,7 +24,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::Config;
+use crate::config::{Config, UpstreamConfig};
 
 /// Why the app gave no answer.
 #[derive(Debug)]
@@ -45,16 +46,6 @@ pub struct Upstream {
     base_path: String,
     timeout: Duration,
     max_body: Option<u64>,
-}
-
-/// The upstream settings of the configuration.
-#[derive(Clone, Debug)]
-pub struct UpstreamConfig {
-    pub url: String,
-    pub timeout: Duration,
-    pub max_body: Option<u64>,
-    /// Extra trusted roots (PEM) for an https upstream with a private CA.
-    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Upstream {

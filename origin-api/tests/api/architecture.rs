@@ -47,7 +47,7 @@ fn paths(text: &str, module: &[String]) -> Vec<Vec<String>> {
     {
         let code = line.split("//").next().unwrap_or("");
         let mut rest = code;
-        while let Some(at) = rest.find(|c: char| c == 'c' || c == 's') {
+        while let Some(at) = rest.find(['c', 's']) {
             let tail = &rest[at..];
             let preceded =
                 at > 0 && rest[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');

@@ -1,5 +1,7 @@
 """Structural check of compose.yaml (no Docker engine runs here, so nothing is started).
 
+The stack: Postgres, Redis, the origin in proxy mode, and an app behind it.
+
 Checks what a broken file would get wrong: the three services, images or a build whose
 Dockerfile exists and builds the crate CI tests, healthchecks on the dependencies, the origin
 waiting for them to be healthy, and every variable the origin needs wired in.
@@ -20,7 +22,8 @@ def need(cond, message):
 
 
 services = doc.get("services") or {}
-need(set(services) >= {"postgres", "redis", "origin"}, "services postgres, redis, origin")
+need(set(services) >= {"postgres", "redis", "origin", "app"}, "services postgres, redis, origin, app")
+need("image" in services.get("app", {}), "app: image")
 for name in ("postgres", "redis"):
     svc = services.get(name, {})
     need("image" in svc, f"{name}: image")
@@ -45,6 +48,12 @@ need(str(env.get("DATABASE_URL", "")).startswith("postgres://"), "DATABASE_URL i
 need("@postgres:" in str(env.get("DATABASE_URL", "")), "DATABASE_URL names the postgres service")
 need("redis:6379" in str(env.get("REDIS_URL", "")), "REDIS_URL names the redis service")
 need("healthcheck" in origin, "origin: healthcheck")
+# Proxy mode in front of the app service, with the gateway's settings.
+for var in ("UPSTREAM_URL", "ACCESS_RULES", "ASSERTION_KEYS", "MOUNT_PATH"):
+    need(var in env, f"origin: environment {var}")
+need("//app:" in str(env.get("UPSTREAM_URL", "")), "UPSTREAM_URL names the app service")
+need(str(env.get("MOUNT_PATH", "/")) in str((origin.get("healthcheck") or {}).get("test", "")),
+     "the healthcheck asks the mounted /readyz")
 
 if errors:
     print("compose.yaml: " + "; ".join(errors), file=sys.stderr)

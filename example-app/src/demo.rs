@@ -91,7 +91,7 @@ async fn events() -> Response {
 }
 
 /// `GET /demo/ws`: a WebSocket that echoes every message.
-async fn ws(upgrade: WebSocketUpgrade) -> Response {
+pub async fn ws(upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(|socket: WebSocket| async move {
         let (mut tx, mut rx) = socket.split();
         while let Some(Ok(message)) = rx.next().await {

@@ -32,6 +32,8 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
+use axum::response::Html;
+use axum::routing::get;
 use serde_json::{Value, json};
 use shared::assertion::{ASSERTION_HEADER, Jwks, verify};
 
@@ -145,7 +147,46 @@ async fn echo(State(app): State<App>, request: Request) -> Json<Value> {
     }))
 }
 
-/// The app: the demo routes under `/demo` ([`demo`]), and every other path echoes.
+/// `GET /app`: a page for browsers, greeting the signed-in user by the identity the
+/// assertion proves, with a live WebSocket to `/app/socket` whose state it shows.
+async fn page(State(app): State<App>, headers: HeaderMap) -> Html<String> {
+    let who = match identity(&app, &headers).await {
+        Ok(identity) => format!(
+            "Signed in as {} ({})",
+            escape(identity["email"].as_str().unwrap_or("")),
+            escape(identity["role"].as_str().unwrap_or(""))
+        ),
+        Err(why) => format!("Anonymous ({})", escape(&why)),
+    };
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Example app</title></head>
+<body>
+<h1>Example app behind sessiongate</h1>
+<p id="identity">{who}</p>
+<p>Socket: <span id="socket">connecting</span></p>
+<script>
+  const status = document.getElementById('socket');
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const socket = new WebSocket(`${{scheme}}://${{location.host}}/app/socket`);
+  socket.onopen = () => {{ status.textContent = 'open'; socket.send('hello'); }};
+  socket.onmessage = (e) => {{ status.textContent = `open: ${{e.data}}`; }};
+  socket.onclose = () => {{ status.textContent = 'closed'; }};
+</script>
+</body></html>"#
+    ))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The app: its page at `/app` with a WebSocket at `/app/socket`, the demo routes under
+/// `/demo` ([`demo`]), and every other path echoes.
 pub fn router(app: App) -> Router {
-    demo::routes().fallback(echo).with_state(app)
+    demo::routes()
+        .route("/app", get(page))
+        .route("/app/socket", get(demo::ws))
+        .fallback(echo)
+        .with_state(app)
 }

@@ -178,7 +178,9 @@ async fn page(State(app): State<App>, headers: HeaderMap) -> Html<String> {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The app: its page at `/app` with a WebSocket at `/app/socket`, the demo routes under

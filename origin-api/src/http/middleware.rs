@@ -43,6 +43,14 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
 /// The CSRF rule: a state-changing request whose `Origin` names another origin, or that
 /// says `Sec-Fetch-Site: cross-site`, is refused with 403 before anything else happens.
 pub async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // In proxy mode the app's own routes follow the app's own cross-origin policy (an app
+    // may accept cross-site requests on purpose); the rule guards sessiongate's routes.
+    if state.upstream.is_some()
+        && !shared::rules::normalise_path(req.uri().path())
+            .is_ok_and(|p| state.gateway.mount.is_own_route(&p))
+    {
+        return next.run(req).await;
+    }
     let ctx = req.extensions().get::<RequestContext>();
     let refused = match ctx {
         Some(ctx) => cross_site(

@@ -88,6 +88,21 @@ async fn decisions_identity_and_revocation() {
     // sessiongate's own routes are its own, not the app's.
     assert_eq!(anon.get("/login").await.status, 200);
     assert_eq!(anon.get("/api/v1/nothing").await.status, 404);
+    // The CSRF rule guards sessiongate's routes; the app's follow the app's own policy.
+    let cross = [("origin", "https://elsewhere.example")];
+    let r = anon
+        .req(Method::POST, "/api/v1/auth/logout")
+        .header(cross[0].0, cross[0].1)
+        .send()
+        .await;
+    assert_eq!(r.status, 403);
+    let r = anon
+        .req(Method::POST, "/demo/upload")
+        .header(cross[0].0, cross[0].1)
+        .body("application/octet-stream", vec![1u8; 10])
+        .send()
+        .await;
+    assert_eq!(r.body, json!({"bytes": 10}));
 
     // Signed in: the app sees the identity and an assertion it verifies.
     let user = s.user("pat@example.com").await;

@@ -59,6 +59,8 @@ pub struct RedisCache {
     peek_window: Script,
     set_unless_guarded: Script,
     guard_and_delete: Script,
+    /// Behind Sentinel: [`Cache::replicated`] asks the master for its replicas.
+    sentinel: bool,
     /// `sessiongate_cache_round_trips_total`: one per command or script sent.
     round_trips: Counter,
 }
@@ -71,7 +73,8 @@ impl RedisCache {
     /// Builds the client and starts connecting; a Redis that is down at start-up is not
     /// fatal (the service degrades and fred keeps reconnecting).
     pub async fn connect(url: &str, round_trips: Counter) -> Result<RedisCache, CacheError> {
-        let config = Config::from_url(url).map_err(fail)?;
+        let config = Config::from_url(&fred_url(url)?).map_err(fail)?;
+        let sentinel = matches!(config.server, ServerConfig::Sentinel { .. });
         let client = Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(2);
@@ -98,8 +101,14 @@ impl RedisCache {
             peek_window: Script::from_lua(PEEK_WINDOW),
             set_unless_guarded: Script::from_lua(SET_UNLESS_GUARDED),
             guard_and_delete: Script::from_lua(GUARD_AND_DELETE),
+            sentinel,
             round_trips,
         })
+    }
+
+    /// Whether `url` is a URL this cache can connect with (checked at start-up).
+    pub fn check_url(url: &str) -> Result<(), CacheError> {
+        Config::from_url(&fred_url(url)?).map(drop).map_err(fail)
     }
 
     /// The client for one round trip (counted), or an error at once while disconnected.
@@ -147,6 +156,45 @@ impl RedisCache {
             result => result.map_err(fail),
         }
     }
+}
+
+/// `url` in the form fred parses. fred names extra Cluster nodes and extra sentinels with
+/// `?node=host:port` query parameters; the common comma form
+/// (`redis-cluster://h1:p1,h2:p2,h3:p3`) is rewritten to it. `rediss` schemes are refused:
+/// this build has no TLS, and fred would silently connect in plain text.
+pub fn fred_url(url: &str) -> Result<String, CacheError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| CacheError("expected scheme://host:port".into()))?;
+    if scheme.starts_with("rediss") {
+        return Err(CacheError(
+            "TLS (rediss) is not supported by this build; use a TLS tunnel".into(),
+        ));
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (user, hosts) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    let mut hosts = hosts.split(',');
+    let first = hosts.next().unwrap_or_default();
+    let others: Vec<&str> = hosts.collect();
+    if others.is_empty() {
+        return Ok(url.to_owned());
+    }
+    if first.is_empty() || others.iter().any(|h| h.is_empty()) {
+        return Err(CacheError("empty host in the host list".into()));
+    }
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    let mut params: Vec<String> = others.iter().map(|h| format!("node={h}")).collect();
+    if !query.is_empty() {
+        params.push(query.to_owned());
+    }
+    Ok(format!(
+        "{scheme}://{user}{first}{path}?{}",
+        params.join("&")
+    ))
 }
 
 fn millis(d: Duration) -> i64 {
@@ -269,7 +317,115 @@ impl Cache for RedisCache {
             .map_err(fail)
     }
 
+    /// Behind Sentinel, `ROLE` on the connection that took the writes: they survive a
+    /// failover while the master lists a replica in sync. A master without one is, in
+    /// the seconds after a failover, the demoted master that fred is still connected to
+    /// (fred follows a failover only when that connection closes, which the sentinel
+    /// does when it converts the old master into a replica, about 10 s later); its
+    /// writes are dropped then.
+    async fn replicated(&self) -> Result<(), CacheError> {
+        if !self.sentinel {
+            return Ok(());
+        }
+        let role: Value = self
+            .ready()?
+            .custom(
+                CustomCommand::new_static("ROLE", ClusterHash::FirstKey, false),
+                Vec::<Value>::new(),
+            )
+            .await
+            .map_err(fail)?;
+        if has_replica(&role) {
+            Ok(())
+        } else {
+            Err(CacheError("the master has no replica in sync".into()))
+        }
+    }
+
     fn kind(&self) -> &'static str {
         "redis"
+    }
+}
+
+/// Whether a `ROLE` reply is a master's with at least one replica in sync:
+/// `["master", offset, [[ip, port, offset], …]]`.
+fn has_replica(role: &Value) -> bool {
+    let Value::Array(parts) = role else {
+        return false;
+    };
+    let master = parts.first().and_then(Value::as_str).as_deref() == Some("master");
+    let replicas = matches!(parts.get(2), Some(Value::Array(r)) if !r.is_empty());
+    master && replicas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fred_url;
+
+    #[test]
+    fn comma_separated_hosts_become_fred_node_parameters() {
+        assert_eq!(
+            fred_url("redis-cluster://10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:7002").unwrap(),
+            "redis-cluster://10.0.0.1:7000?node=10.0.0.2:7001&node=10.0.0.3:7002"
+        );
+        assert_eq!(
+            fred_url("redis-sentinel://u:p@s1:26379,s2:26380/2?sentinelServiceName=m").unwrap(),
+            "redis-sentinel://u:p@s1:26379/2?node=s2:26380&sentinelServiceName=m"
+        );
+        for same in [
+            "redis://127.0.0.1:6379/3",
+            "redis-cluster://h:7000?node=h:7001",
+            "redis-sentinel://s:26379/0?sentinelServiceName=m",
+        ] {
+            assert_eq!(fred_url(same).unwrap(), same);
+        }
+        for bad in [
+            "rediss://h:6379",
+            "rediss-cluster://h:1,h:2",
+            "redis-cluster://h:1,",
+            "h:1",
+        ] {
+            assert!(fred_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn role_replies() {
+        use super::has_replica;
+        use fred::types::Value;
+        let s = |t: &str| Value::from(t);
+        let replica = Value::Array(vec![s("127.0.0.1"), s("6380"), s("50")]);
+        let master = |replicas: Vec<Value>| {
+            Value::Array(vec![
+                s("master"),
+                Value::Integer(50),
+                Value::Array(replicas),
+            ])
+        };
+        assert!(has_replica(&master(vec![replica])));
+        assert!(!has_replica(&master(Vec::new())));
+        let slave = Value::Array(vec![
+            s("slave"),
+            s("127.0.0.1"),
+            Value::Integer(6379),
+            s("connected"),
+            Value::Integer(50),
+        ]);
+        assert!(!has_replica(&slave));
+        assert!(!has_replica(&Value::Null));
+    }
+
+    #[test]
+    fn fred_reads_every_node_of_the_rewritten_url() {
+        use fred::types::config::{Config, ServerConfig};
+        let url = fred_url("redis-cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002").unwrap();
+        let ServerConfig::Clustered { hosts, .. } = Config::from_url(&url).unwrap().server else {
+            panic!("not a cluster config");
+        };
+        let mut ports: Vec<u16> = hosts.iter().map(|h| h.port).collect();
+        ports.sort_unstable();
+        assert_eq!(ports, [7000, 7001, 7002]);
+        // fred alone cannot read the comma form.
+        assert!(Config::from_url("redis-cluster://127.0.0.1:7000,127.0.0.1:7001").is_err());
     }
 }

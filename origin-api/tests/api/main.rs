@@ -13,5 +13,7 @@ mod cli;
 mod conn_killed;
 mod ops;
 mod pages;
+mod redis_servers;
 mod revoke_race;
+mod scale;
 mod slow_body;

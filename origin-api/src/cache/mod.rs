@@ -8,6 +8,7 @@
 //! keys of one hash slot (`{…}` hash tags), so every one runs unchanged on Redis Cluster;
 //! no script reads a key it was not given; never `KEYS`/`SCAN`.
 
+mod breaker;
 mod memory;
 mod redis;
 mod session_cache;

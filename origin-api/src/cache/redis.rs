@@ -1,12 +1,17 @@
-//! The Redis cache (fred): standalone (`redis://`, `rediss://`), Cluster
-//! (`redis-cluster://`) or Sentinel (`redis-sentinel://`), chosen by the URL. Fails fast
-//! while disconnected so callers fall back at once; fred reconnects in the background.
+//! The Redis cache (fred): standalone (`redis://`), Cluster (`redis-cluster://`) or
+//! Sentinel (`redis-sentinel://`), chosen by the URL ([`fred_url`] also takes the comma
+//! form of a host list). Fails fast so callers fall back to the database at once: while
+//! fred is disconnected (it reconnects in the background), and while the [`Breaker`]
+//! pauses calls after one failed (a hung server would otherwise make every request wait
+//! for the command timeout).
 //!
 //! A warm verify is one plain `GET`, which fred pipelines across tasks on its connection.
 //! The few scripts (guarded writes, rate-limit windows) touch one hash slot each and only
-//! the keys they are given.
+//! the keys they are given. Behind Sentinel, [`Cache::replicated`] tells whether writes
+//! will survive a failover.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use fred::prelude::*;
@@ -14,6 +19,7 @@ use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand, FromValue};
 use metrics::Counter;
 
+use super::breaker::{Breaker, Pass};
 use super::{Cache, CacheError};
 
 /// Fixed-window hit: INCR, start the expiry on the first hit, report the time left.
@@ -61,6 +67,9 @@ pub struct RedisCache {
     guard_and_delete: Script,
     /// Behind Sentinel: [`Cache::replicated`] asks the master for its replicas.
     sentinel: bool,
+    breaker: Breaker,
+    /// The breaker's clock starts here.
+    epoch: Instant,
     /// `sessiongate_cache_round_trips_total`: one per command or script sent.
     round_trips: Counter,
 }
@@ -80,6 +89,10 @@ impl RedisCache {
                 c.connection_timeout = Duration::from_secs(2);
                 c.internal_command_timeout = Duration::from_secs(2);
                 c.max_command_attempts = 2;
+                c.unresponsive = fred::types::config::UnresponsiveConfig {
+                    max_timeout: Some(Duration::from_secs(1)),
+                    interval: Duration::from_millis(250),
+                };
             })
             .with_performance_config(|c| {
                 c.default_command_timeout = Duration::from_millis(1500);
@@ -102,6 +115,8 @@ impl RedisCache {
             set_unless_guarded: Script::from_lua(SET_UNLESS_GUARDED),
             guard_and_delete: Script::from_lua(GUARD_AND_DELETE),
             sentinel,
+            breaker: Breaker::default(),
+            epoch: Instant::now(),
             round_trips,
         })
     }
@@ -111,14 +126,38 @@ impl RedisCache {
         Config::from_url(&fred_url(url)?).map(drop).map_err(fail)
     }
 
-    /// The client for one round trip (counted), or an error at once while disconnected.
-    fn ready(&self) -> Result<&Client, CacheError> {
-        if self.client.is_connected() {
-            self.round_trips.increment(1);
-            Ok(&self.client)
-        } else {
-            Err(CacheError("not connected".into()))
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
+    }
+
+    /// One round trip (counted) with the client: an error at once while disconnected or
+    /// while the breaker pauses calls; a failure pauses them.
+    async fn call<'a, T, Fut>(
+        &'a self,
+        round_trip: impl FnOnce(&'a Client) -> Fut,
+    ) -> Result<T, CacheError>
+    where
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        if !self.client.is_connected() {
+            return Err(CacheError("not connected".into()));
         }
+        let pass = self
+            .breaker
+            .admit(self.now_ms())
+            .ok_or_else(|| CacheError("paused after a failure".into()))?;
+        let mut ticket = Ticket {
+            breaker: &self.breaker,
+            pass: Some(pass),
+        };
+        self.round_trips.increment(1);
+        let result = round_trip(&self.client).await;
+        if let Some(pass) = ticket.pass.take() {
+            self.breaker.record(pass, result.is_ok(), self.now_ms());
+        }
+        result.map_err(fail)
     }
 
     pub async fn quit(&self) {
@@ -129,31 +168,53 @@ impl RedisCache {
     ///
     /// fred never pipelines its own `EVALSHA` (a `NOSCRIPT` reply in the middle of a pipeline
     /// could be retried out of order), so every script call waited for the previous reply
-    /// on the shared connection. Sent as a custom command it pipelines. `NOSCRIPT` (Redis
-    /// restarted, a failover, `SCRIPT FLUSH`) loads the script and retries once; these
-    /// scripts are correct in any order. In a cluster the command goes to the slot of its
-    /// first key, and every script's keys share that slot.
+    /// on the shared connection. Sent as a custom command it pipelines. In a cluster the
+    /// command goes to the slot of its first key, and every script's keys share that slot.
+    ///
+    /// `NOSCRIPT` (a new, restarted or promoted server, `SCRIPT FLUSH`) sends the script
+    /// whole with `EVAL` to that same node, which also caches it for the next `EVALSHA`.
+    /// (fred's `SCRIPT LOAD` goes to every primary, and fails while any one is down.) These
+    /// scripts are correct in any order.
     async fn eval<R: FromValue>(
         &self,
         script: &Script,
         keys: &[&str],
         args: Vec<Value>,
     ) -> Result<R, CacheError> {
-        let client = self.ready()?;
-        let command = || CustomCommand::new_static("EVALSHA", ClusterHash::Offset(2), false);
+        let command = |name| CustomCommand::new_static(name, ClusterHash::Offset(2), false);
+        let lua = script
+            .lua()
+            .cloned()
+            .ok_or_else(|| CacheError("script without its source".into()))?;
         let mut all = Vec::with_capacity(2 + keys.len() + args.len());
         all.push(Value::from(script.sha1().clone()));
         all.push(Value::Integer(keys.len() as i64));
         all.extend(keys.iter().map(|k| Value::from(*k)));
         all.extend(args);
-        match client.custom(command(), all.clone()).await {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                // `SCRIPT LOAD` on every primary (all of them in a cluster).
-                self.round_trips.increment(2);
-                script.load(client).await.map_err(fail)?;
-                client.custom(command(), all).await.map_err(fail)
+        self.call(|client| async move {
+            match client.custom(command("EVALSHA"), all.clone()).await {
+                Err(e) if e.details().starts_with("NOSCRIPT") => {
+                    self.round_trips.increment(1);
+                    all[0] = Value::from(lua);
+                    client.custom(command("EVAL"), all).await
+                }
+                result => result,
             }
-            result => result.map_err(fail),
+        })
+        .await
+    }
+}
+
+/// A call let through the breaker; a probe dropped before its outcome is given back.
+struct Ticket<'a> {
+    breaker: &'a Breaker,
+    pass: Option<Pass>,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if let Some(pass) = self.pass.take() {
+            self.breaker.abandon(pass);
         }
     }
 }
@@ -213,29 +274,20 @@ fn window_reply(reply: Vec<i64>) -> (u64, Duration) {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
-        self.ready()?.get(key).await.map_err(fail)
+        self.call(|c| c.get(key)).await
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), CacheError> {
         let expire = ttl.map(|d| Expiration::PX(millis(d)));
-        self.ready()?
-            .set::<(), _, _>(key, value, expire, None, false)
+        self.call(|c| c.set::<(), _, _>(key, value, expire, None, false))
             .await
-            .map_err(fail)
     }
 
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, CacheError> {
+        let nx = Some(SetOptions::NX);
         let reply: Option<String> = self
-            .ready()?
-            .set(
-                key,
-                value,
-                Some(Expiration::PX(millis(ttl))),
-                Some(SetOptions::NX),
-                false,
-            )
-            .await
-            .map_err(fail)?;
+            .call(|c| c.set(key, value, Some(Expiration::PX(millis(ttl))), nx, false))
+            .await?;
         Ok(reply.is_some())
     }
 
@@ -279,18 +331,20 @@ impl Cache for RedisCache {
     async fn del(&self, keys: &[String]) -> Result<(), CacheError> {
         // One DEL per key, sent together (fred pipelines them): a multi-key DEL would be
         // refused by a cluster when the keys live in different slots.
-        let client = self.ready()?;
-        self.round_trips
-            .increment(keys.len().saturating_sub(1) as u64);
-        let deletes = keys.iter().map(|key| client.del::<i64, _>(key.as_str()));
-        for result in futures_util::future::join_all(deletes).await {
-            result.map_err(fail)?;
-        }
-        Ok(())
+        self.call(|client| async move {
+            self.round_trips
+                .increment(keys.len().saturating_sub(1) as u64);
+            let deletes = keys.iter().map(|key| client.del::<i64, _>(key.as_str()));
+            futures_util::future::join_all(deletes)
+                .await
+                .into_iter()
+                .try_for_each(|r| r.map(drop))
+        })
+        .await
     }
 
     async fn incr(&self, key: &str) -> Result<i64, CacheError> {
-        self.ready()?.incr(key).await.map_err(fail)
+        self.call(|c| c.incr(key)).await
     }
 
     async fn hit_window(&self, key: &str, window: Duration) -> Result<(u64, Duration), CacheError> {
@@ -310,11 +364,7 @@ impl Cache for RedisCache {
     }
 
     async fn ping(&self) -> Result<(), CacheError> {
-        self.ready()?
-            .ping::<String>(None)
-            .await
-            .map(drop)
-            .map_err(fail)
+        self.call(|c| c.ping::<String>(None)).await.map(drop)
     }
 
     /// Behind Sentinel, `ROLE` on the connection that took the writes: they survive a
@@ -327,14 +377,8 @@ impl Cache for RedisCache {
         if !self.sentinel {
             return Ok(());
         }
-        let role: Value = self
-            .ready()?
-            .custom(
-                CustomCommand::new_static("ROLE", ClusterHash::FirstKey, false),
-                Vec::<Value>::new(),
-            )
-            .await
-            .map_err(fail)?;
+        let role = CustomCommand::new_static("ROLE", ClusterHash::FirstKey, false);
+        let role: Value = self.call(|c| c.custom(role, Vec::<Value>::new())).await?;
         if has_replica(&role) {
             Ok(())
         } else {

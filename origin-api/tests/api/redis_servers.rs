@@ -156,6 +156,16 @@ impl Processes {
         }
     }
 
+    /// SIGSTOP / SIGCONT: a hung server (its kernel still accepts connections).
+    fn signal(&mut self, port: u16, signal: &str) {
+        let pid = self.server(port).child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {signal} {pid}");
+    }
+
     /// Starts a killed server again with the same arguments (and files).
     async fn restart(&mut self, port: u16) {
         let dir: PathBuf = self.dir.path().to_owned();
@@ -358,6 +368,15 @@ impl Cluster {
         self.processes.kill(port);
     }
 
+    /// Freezes a node (SIGSTOP): connections to it stay open and go silent.
+    pub fn pause(&mut self, port: u16) {
+        self.processes.signal(port, "-STOP");
+    }
+
+    pub fn resume(&mut self, port: u16) {
+        self.processes.signal(port, "-CONT");
+    }
+
     /// Restarts a killed node from its `nodes-<port>.conf`: it rejoins with its slots
     /// (and no data: persistence is off).
     pub async fn restart(&mut self, port: u16) {
@@ -466,10 +485,23 @@ impl Sentinel {
             .unwrap_or_else(|| panic!("sentinel answer: {out}"))
     }
 
-    /// Asks the sentinel to fail the master over now.
+    /// Asks the sentinel to fail the master over now (again while it answers that no
+    /// replica is ready yet).
     pub async fn failover(&self) {
-        let out = cli(self.sentinel, &["SENTINEL", "FAILOVER", "mymaster"]).await;
-        assert_eq!(out, "OK", "SENTINEL FAILOVER");
+        let sentinel = self.sentinel;
+        wait_for(
+            "SENTINEL FAILOVER accepted",
+            Duration::from_secs(20),
+            || async move {
+                let out = cli(sentinel, &["SENTINEL", "FAILOVER", "mymaster"]).await;
+                assert!(
+                    out == "OK" || out.contains("NOGOODSLAVE"),
+                    "SENTINEL FAILOVER: {out}"
+                );
+                (out == "OK").then_some(())
+            },
+        )
+        .await;
     }
 
     pub fn kill(&mut self, port: u16) {

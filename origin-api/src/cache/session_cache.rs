@@ -343,3 +343,54 @@ async fn write(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{FaultSwitch, FaultyCache, MemoryCache};
+    use crate::clock::SystemClock;
+
+    #[test]
+    fn holds_count_per_key_and_go_with_the_last_one() {
+        let unsettled = Arc::new(Unsettled::default());
+        let a = unsettled.hold(vec!["k1".into(), "k2".into()]);
+        let b = unsettled.hold(vec!["k1".into()]);
+        assert!(unsettled.holds("k1") && unsettled.holds("k2") && !unsettled.holds("k3"));
+        drop(a);
+        assert!(unsettled.holds("k1") && !unsettled.holds("k2"));
+        drop(b);
+        assert!(!unsettled.holds("k1"));
+        assert_eq!(unsettled.count.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_eviction_holds_its_entry_until_the_retry_lands() {
+        let switch = FaultSwitch::new();
+        let memory: Arc<dyn Cache> = Arc::new(MemoryCache::new(Arc::new(SystemClock), 100));
+        let cache: Arc<dyn Cache> = Arc::new(FaultyCache::new(memory.clone(), switch.clone()));
+        let sessions = SessionCache::new(
+            Some(cache),
+            Background::new(),
+            Counter::noop(),
+            Duration::from_secs(60),
+        );
+        let hash = SessionHash::parse("Q2hhbmdlIG1lIGlmIHlvdSBjYW4gcmVhZCB0aGlzISE").expect("hash");
+        let key = keys::session(hash.as_str());
+        memory.set(&key, "stale", None).await.expect("set");
+
+        switch.fail(true);
+        sessions.evict(&hash).await;
+        assert!(sessions.unsettled.holds(&key), "held while the retries run");
+        switch.fail(false);
+        // The retry deletes the entry and lets go of it.
+        for _ in 0..200 {
+            if !sessions.unsettled.holds(&key) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(sessions.unsettled.count.load(Ordering::SeqCst), 0);
+        assert_eq!(memory.get(&key).await.expect("get"), None);
+        assert!(matches!(sessions.get(&hash).await, Lookup::Miss));
+    }
+}

@@ -376,13 +376,18 @@ impl Config {
         let redis_url = match vars.get("REDIS_URL") {
             Some(url)
                 if url.starts_with("redis://")
-                    || url.starts_with("rediss://")
                     || url.starts_with("redis-cluster://")
                     || url.starts_with("redis-sentinel://") =>
             {
+                crate::cache::RedisCache::check_url(url).map_err(|e| err("REDIS_URL", e.0))?;
                 Some(url.to_owned())
             }
-            Some(_) => return Err(err("REDIS_URL", "expected a redis:// URL")),
+            Some(_) => {
+                return Err(err(
+                    "REDIS_URL",
+                    "expected a redis://, redis-cluster:// or redis-sentinel:// URL",
+                ));
+            }
             None => None,
         };
         let (keys, key_source) = match vars.get("SESSION_KEYS") {
@@ -731,6 +736,33 @@ mod tests {
         let e = Config::from_map(&map(&[("DATABASE_URL", "postgres://x/y")]))
             .expect_err("keys required");
         assert_eq!(e.var, "SESSION_KEYS");
+    }
+
+    #[test]
+    fn redis_urls() {
+        let keys = (
+            "SESSION_KEYS",
+            "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        );
+        for good in [
+            "redis://127.0.0.1:6379/2",
+            "redis-cluster://10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000",
+            "redis-cluster://10.0.0.1:7000?node=10.0.0.2:7000",
+            "redis-sentinel://10.0.0.1:26379,10.0.0.2:26379/0?sentinelServiceName=mymaster",
+        ] {
+            let c = Config::from_map(&map(&[keys, ("REDIS_URL", good)])).expect(good);
+            assert_eq!(c.redis_url.as_deref(), Some(good));
+        }
+        for bad in [
+            "http://x",
+            // No TLS in this build: fred would connect in plain text.
+            "rediss://10.0.0.1:6379",
+            "redis-sentinel://10.0.0.1:26379/0",
+            "redis-cluster://10.0.0.1:7000,,10.0.0.2:7000",
+        ] {
+            let e = Config::from_map(&map(&[keys, ("REDIS_URL", bad)])).expect_err(bad);
+            assert_eq!(e.var, "REDIS_URL", "{bad}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! keys of one hash slot (`{…}` hash tags), so every one runs unchanged on Redis Cluster;
 //! no script reads a key it was not given; never `KEYS`/`SCAN`.
 
+mod breaker;
 mod memory;
 mod redis;
 mod session_cache;
@@ -105,6 +106,14 @@ pub trait Cache: Send + Sync + 'static {
     async fn peek_window(&self, key: &str) -> Result<(u64, Duration), CacheError>;
 
     async fn ping(&self) -> Result<(), CacheError>;
+
+    /// Whether this cache's writes so far will survive a failover. Where the deployment
+    /// fails over to replicas (Redis Sentinel): Ok while the server that took them has a
+    /// replica in sync, an error on a master left without one (such as a master being
+    /// demoted: its writes are about to be dropped). Elsewhere Ok at once.
+    async fn replicated(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
 
     /// Short name for logs and `/readyz`.
     fn kind(&self) -> &'static str;
@@ -204,6 +213,10 @@ impl Cache for FaultyCache {
     async fn ping(&self) -> Result<(), CacheError> {
         self.check()?;
         self.inner.ping().await
+    }
+    async fn replicated(&self) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.replicated().await
     }
     fn kind(&self) -> &'static str {
         self.inner.kind()

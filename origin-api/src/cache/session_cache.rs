@@ -20,9 +20,14 @@
 //!
 //! Both guards only cover writes whose read is younger than the guard's life, so a read
 //! older than half the shortest guard is never written. Evictions that fail are retried
-//! in the background until Redis answers or the entries have expired on their own.
+//! in the background until Redis answers or the entries have expired on their own; until
+//! an eviction has landed, this instance reads its sessions from the database, so a
+//! revoked session is never served from an entry that survived a Redis outage (the
+//! cluster test caught one served right after a failed master came back).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -68,6 +73,7 @@ pub enum Write {
 
 pub struct SessionCache {
     cache: Option<Arc<dyn Cache>>,
+    unsettled: Arc<Unsettled>,
     background: Background,
     evict_failures: Counter,
     entry_ttl: Duration,
@@ -92,6 +98,7 @@ impl SessionCache {
     ) -> SessionCache {
         SessionCache {
             cache,
+            unsettled: Arc::default(),
             background,
             evict_failures,
             entry_ttl,
@@ -110,7 +117,11 @@ impl SessionCache {
         let Some(cache) = &self.cache else {
             return Lookup::Disabled;
         };
-        match cache.get(&keys::session(hash.as_str())).await {
+        let key = keys::session(hash.as_str());
+        if self.unsettled.holds(&key) {
+            return Lookup::Unavailable(CacheError("an eviction of this entry is pending".into()));
+        }
+        match cache.get(&key).await {
             Ok(Some(text)) => match serde_json::from_str::<SessionEntry>(&text) {
                 Ok(entry) if entry.user.id == entry.user_id => Lookup::Hit(entry),
                 _ => Lookup::Miss,
@@ -182,10 +193,12 @@ impl SessionCache {
     }
 
     /// Applies `eviction` now; when the cache fails, counts it and retries in the
-    /// background until it answers or the entries have expired on their own.
+    /// background until it answers or the entries have expired on their own. Until then
+    /// the entries are not read ([`SessionCache::get`] answers `Unavailable`).
     async fn run(&self, eviction: Eviction) {
         let Some(cache) = &self.cache else { return };
         let tombstone_ttl = self.tombstone_ttl;
+        let hold = self.unsettled.hold(eviction.entry_keys());
         let Err(e) = apply(cache.as_ref(), &eviction, tombstone_ttl).await else {
             return;
         };
@@ -196,6 +209,8 @@ impl SessionCache {
         self.background.retry(
             self.entry_ttl.max(Duration::from_secs(1)),
             move || {
+                // Released when the retries end, whichever way.
+                let _ = &hold;
                 let cache = cache.clone();
                 let eviction = eviction.clone();
                 async move {
@@ -215,7 +230,87 @@ impl SessionCache {
     }
 }
 
+impl Eviction {
+    /// The session entries this eviction removes.
+    fn entry_keys(&self) -> Vec<String> {
+        match self {
+            Eviction::Delete(keys) => keys.clone(),
+            Eviction::Revoke(hashes) | Eviction::UserChanged(_, hashes) => {
+                hashes.iter().map(|h| keys::session(h.as_str())).collect()
+            }
+        }
+    }
+}
+
+/// Entry keys with an eviction under way or waiting for a retry, counted per key.
+#[derive(Default)]
+struct Unsettled {
+    /// Total holds: the map is only locked while some exist (the verify path reads this).
+    count: AtomicUsize,
+    keys: Mutex<HashMap<String, usize>>,
+}
+
+impl Unsettled {
+    fn hold(self: &Arc<Self>, keys: Vec<String>) -> Hold {
+        let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        for key in &keys {
+            *map.entry(key.clone()).or_default() += 1;
+        }
+        self.count.fetch_add(keys.len(), Ordering::SeqCst);
+        Hold {
+            unsettled: self.clone(),
+            keys,
+        }
+    }
+
+    fn holds(&self, key: &str) -> bool {
+        self.count.load(Ordering::SeqCst) > 0
+            && self
+                .keys
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(key)
+    }
+}
+
+/// Keeps its keys unsettled until dropped.
+struct Hold {
+    unsettled: Arc<Unsettled>,
+    keys: Vec<String>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut map = self
+            .unsettled
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for key in &self.keys {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+        self.unsettled
+            .count
+            .fetch_sub(self.keys.len(), Ordering::SeqCst);
+    }
+}
+
+/// Applies `eviction`; done only once its writes will survive a failover.
 async fn apply(
+    cache: &dyn Cache,
+    eviction: &Eviction,
+    tombstone_ttl: Duration,
+) -> Result<(), CacheError> {
+    write(cache, eviction, tombstone_ttl).await?;
+    cache.replicated().await
+}
+
+async fn write(
     cache: &dyn Cache,
     eviction: &Eviction,
     tombstone_ttl: Duration,
@@ -246,5 +341,56 @@ async fn apply(
             let entries: Vec<String> = sessions.iter().map(|h| keys::session(h.as_str())).collect();
             cache.del(&entries).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{FaultSwitch, FaultyCache, MemoryCache};
+    use crate::clock::SystemClock;
+
+    #[test]
+    fn holds_count_per_key_and_go_with_the_last_one() {
+        let unsettled = Arc::new(Unsettled::default());
+        let a = unsettled.hold(vec!["k1".into(), "k2".into()]);
+        let b = unsettled.hold(vec!["k1".into()]);
+        assert!(unsettled.holds("k1") && unsettled.holds("k2") && !unsettled.holds("k3"));
+        drop(a);
+        assert!(unsettled.holds("k1") && !unsettled.holds("k2"));
+        drop(b);
+        assert!(!unsettled.holds("k1"));
+        assert_eq!(unsettled.count.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_eviction_holds_its_entry_until_the_retry_lands() {
+        let switch = FaultSwitch::new();
+        let memory: Arc<dyn Cache> = Arc::new(MemoryCache::new(Arc::new(SystemClock), 100));
+        let cache: Arc<dyn Cache> = Arc::new(FaultyCache::new(memory.clone(), switch.clone()));
+        let sessions = SessionCache::new(
+            Some(cache),
+            Background::new(),
+            Counter::noop(),
+            Duration::from_secs(60),
+        );
+        let hash = SessionHash::parse("Q2hhbmdlIG1lIGlmIHlvdSBjYW4gcmVhZCB0aGlzISE").expect("hash");
+        let key = keys::session(hash.as_str());
+        memory.set(&key, "stale", None).await.expect("set");
+
+        switch.fail(true);
+        sessions.evict(&hash).await;
+        assert!(sessions.unsettled.holds(&key), "held while the retries run");
+        switch.fail(false);
+        // The retry deletes the entry and lets go of it.
+        for _ in 0..200 {
+            if !sessions.unsettled.holds(&key) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(sessions.unsettled.count.load(Ordering::SeqCst), 0);
+        assert_eq!(memory.get(&key).await.expect("get"), None);
+        assert!(matches!(sessions.get(&hash).await, Lookup::Miss));
     }
 }

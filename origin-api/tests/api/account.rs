@@ -148,7 +148,9 @@ async fn password_change_revokes_others() {
 
 #[tokio::test]
 async fn sessions_list_revoke_one_and_others_with_idor() {
-    let s = TestApp::start().await;
+    // No last-use writes during the test: the order asserted below is by login time (the
+    // manual clock also moves with real time, so a touch could land mid-test).
+    let s = TestApp::start_with(&[("SESSION_TOUCH_INTERVAL", "1h")]).await;
     let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
     s.register("ned@example.com").await;
     let first = s.with_token(

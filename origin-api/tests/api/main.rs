@@ -17,5 +17,7 @@ mod ops;
 mod pages;
 mod proxies;
 mod proxy_mode;
+mod redis_servers;
 mod revoke_race;
+mod scale;
 mod slow_body;

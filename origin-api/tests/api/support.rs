@@ -159,8 +159,13 @@ async fn lease_redis(url: &str) -> (String, String, String) {
 }
 
 /// The variables every test app starts with: its own database and cache, fixed keys and
-/// secrets, rate limits out of the way (tests of the limits set their own).
-async fn base_vars(dir: &std::path::Path, resources: &mut Resources) -> HashMap<String, String> {
+/// secrets, rate limits out of the way (tests of the limits set their own). No Redis
+/// database is leased when the test brings its own `REDIS_URL`.
+async fn base_vars(
+    dir: &std::path::Path,
+    resources: &mut Resources,
+    own_redis: bool,
+) -> HashMap<String, String> {
     let mut vars: HashMap<String, String> = HashMap::new();
     let database_url = match postgres_url() {
         Some(url) => {
@@ -178,7 +183,7 @@ async fn base_vars(dir: &std::path::Path, resources: &mut Resources) -> HashMap<
         }
         None => format!("sqlite://{}/test.db?mode=rwc", dir.display()),
     };
-    if let Some(url) = redis_url() {
+    if let Some(url) = redis_url().filter(|_| !own_redis) {
         let (db_url, key, token) = lease_redis(&url).await;
         vars.insert("REDIS_URL".into(), db_url);
         resources.redis_lease = Some((with_path(&url, "0"), key, token));
@@ -230,11 +235,13 @@ impl TestApp {
         TestApp::start_with(&[]).await
     }
 
-    /// Starts with `overrides` applied to the base variables (an empty value removes one).
+    /// Starts with `overrides` applied to the base variables (an empty value removes one;
+    /// a `REDIS_URL` of the test's own replaces the leased Redis database).
     pub async fn start_with(overrides: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut resources = Resources::default();
-        let mut vars = base_vars(dir.path(), &mut resources).await;
+        let own_redis = overrides.iter().any(|(k, _)| *k == "REDIS_URL");
+        let mut vars = base_vars(dir.path(), &mut resources, own_redis).await;
         for (k, v) in overrides {
             if v.is_empty() {
                 vars.remove(*k);

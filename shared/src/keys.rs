@@ -7,27 +7,80 @@
 use std::fmt;
 
 use ct_codecs::{Base64NoPadding, Decoder};
-use jwt_simple::algorithms::HS256Key;
+use hmac::{Hmac, KeyInit};
+use jwt_simple::prelude::{HS256Key, JWTClaims, MACLike, NoCustomClaims};
+use sha2::Sha256;
 
 /// Keys shorter than this are refused: HS256 wants at least its output size.
 pub const MIN_KEY_BYTES: usize = 32;
 /// Longest key id accepted.
 pub const MAX_KID_LEN: usize = 32;
 
-/// One signing/verifying key with its id.
+/// One signing/verifying key with its id, and what the verifier's fast path needs from it,
+/// computed once here instead of on every request.
 #[derive(Clone)]
 pub struct Key {
     kid: String,
+    /// jwt-simple's key: the signer, and the reference verifier.
     key: HS256Key,
+    /// The header segment the signer emits for this key, byte for byte (base64url of
+    /// `{"alg":"HS256","kid":"<kid>","typ":"JWT"}` with jwt-simple 0.15).
+    header_b64: String,
+    /// HMAC-SHA256 with the inner and outer padded key blocks already absorbed: a clone of
+    /// it costs a verify only the hash blocks of the message itself plus the outer block.
+    mac: Hmac<Sha256>,
 }
 
 impl Key {
+    fn new(kid: &str, bytes: &[u8]) -> Self {
+        let key = HS256Key::from_bytes(bytes).with_key_id(kid);
+        // Take the header from the signer's own output rather than spelling it here, so
+        // the fast path's header is the signer's by construction, whatever field order or
+        // spelling jwt-simple uses.
+        let empty: JWTClaims<NoCustomClaims> = JWTClaims {
+            issued_at: None,
+            expires_at: None,
+            invalid_before: None,
+            issuer: None,
+            subject: None,
+            audiences: None,
+            jwt_id: None,
+            nonce: None,
+            custom: NoCustomClaims {},
+        };
+        let token = key
+            .authenticate(empty)
+            .expect("HS256 signing with a key of at least 32 bytes cannot fail");
+        let header_b64 = token
+            .split('.')
+            .next()
+            .expect("split yields at least one piece")
+            .to_owned();
+        let mac = Hmac::<Sha256>::new_from_slice(bytes).expect("HMAC takes keys of any length");
+        Self {
+            kid: kid.to_owned(),
+            key,
+            header_b64,
+            mac,
+        }
+    }
+
     pub fn kid(&self) -> &str {
         &self.kid
     }
 
     pub(crate) fn hs256(&self) -> &HS256Key {
         &self.key
+    }
+
+    /// The exact header segment of the tokens this key signs.
+    pub(crate) fn header_b64(&self) -> &str {
+        &self.header_b64
+    }
+
+    /// The precomputed HMAC state; clone it per message.
+    pub(crate) fn mac(&self) -> &Hmac<Sha256> {
+        &self.mac
     }
 }
 
@@ -140,10 +193,7 @@ impl KeyRing {
                     bytes: bytes.len(),
                 });
             }
-            keys.push(Key {
-                kid: kid.into(),
-                key: HS256Key::from_bytes(&bytes).with_key_id(kid),
-            });
+            keys.push(Key::new(kid, &bytes));
         }
         Ok(Self { keys })
     }
@@ -156,6 +206,11 @@ impl KeyRing {
     /// The key with this id, if configured.
     pub fn get(&self, kid: &str) -> Option<&Key> {
         self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    /// The keys in configuration order.
+    pub(crate) fn keys(&self) -> &[Key] {
+        &self.keys
     }
 
     /// Key ids in configuration order.

@@ -1,8 +1,10 @@
-//! Token parser fuzz target: verification must never panic, and anything it accepts must
-//! be a token whose re-signing with the same claims verifies to the same session.
+//! Token parser fuzz target: verification must never panic, `verify` (fast path first) must
+//! give exactly what the reference path (jwt-simple's general verifier) gives, and anything
+//! accepted must be a live token of a configured key.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use shared::token::{verify_fast, verify_reference};
 use shared::{KeyRing, verify};
 
 const RING: &str =
@@ -11,10 +13,20 @@ const NOW: u64 = 1_800_000_000;
 
 fuzz_target!(|data: &[u8]| {
     let ring = KeyRing::parse(RING).expect("fixed ring");
-    if let Ok(token) = std::str::from_utf8(data)
-        && let Ok(verified) = verify(&ring, token, NOW)
-    {
-        assert!(verified.expires_at + 60 >= NOW);
-        assert!(ring.get(&verified.kid).is_some());
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
+    // The corpus's times sit around NOW; also an hour before and a week after.
+    for now in [NOW, NOW - 3600, NOW + 7 * 86_400] {
+        let reference = verify_reference(&ring, token, now);
+        if let Some(fast) = verify_fast(&ring, token, now) {
+            assert_eq!(fast, reference, "fast path differs on {token:?} at {now}");
+        }
+        let verdict = verify(&ring, token, now);
+        assert_eq!(verdict, reference, "verify differs on {token:?} at {now}");
+        if let Ok(verified) = verdict {
+            assert!(verified.expires_at + 60 >= now);
+            assert!(ring.get(&verified.kid).is_some());
+        }
     }
 });

@@ -6,9 +6,9 @@
 
 use std::fmt;
 
-use ct_codecs::{Base64NoPadding, Decoder};
+use ct_codecs::{Base64NoPadding, Base64UrlSafeNoPadding, Decoder, Encoder};
 use hmac::{Hmac, KeyInit};
-use jwt_simple::prelude::{HS256Key, JWTClaims, MACLike, NoCustomClaims};
+use jwt_simple::prelude::HS256Key;
 use sha2::Sha256;
 
 /// Keys shorter than this are refused: HS256 wants at least its output size.
@@ -33,33 +33,18 @@ pub struct Key {
 
 impl Key {
     fn new(kid: &str, bytes: &[u8]) -> Self {
-        let key = HS256Key::from_bytes(bytes).with_key_id(kid);
-        // Take the header from the signer's own output rather than spelling it here, so
-        // the fast path's header is the signer's by construction, whatever field order or
-        // spelling jwt-simple uses.
-        let empty: JWTClaims<NoCustomClaims> = JWTClaims {
-            issued_at: None,
-            expires_at: None,
-            invalid_before: None,
-            issuer: None,
-            subject: None,
-            audiences: None,
-            jwt_id: None,
-            nonce: None,
-            custom: NoCustomClaims {},
-        };
-        let token = key
-            .authenticate(empty)
-            .expect("HS256 signing with a key of at least 32 bytes cannot fail");
-        let header_b64 = token
-            .split('.')
-            .next()
-            .expect("split yields at least one piece")
-            .to_owned();
+        // The signer's header, spelled as jwt-simple 0.15 serializes it (fields in its
+        // struct order, `None`s skipped). Spelled here rather than taken from a signing
+        // run so the edge, which never signs, does not link the signer's serializer (8 KB
+        // of wasm); `keys::tests::header_is_the_signers` pins it to the signer's output.
+        // A kid is `A-Za-z0-9._-` only: nothing to escape.
+        let header = format!(r#"{{"alg":"HS256","kid":"{kid}","typ":"JWT"}}"#);
+        let header_b64 =
+            Base64UrlSafeNoPadding::encode_to_string(header).expect("base64 of a short header");
         let mac = Hmac::<Sha256>::new_from_slice(bytes).expect("HMAC takes keys of any length");
         Self {
             kid: kid.to_owned(),
-            key,
+            key: HS256Key::from_bytes(bytes).with_key_id(kid),
             header_b64,
             mac,
         }
@@ -273,6 +258,18 @@ mod tests {
                 !message.contains(K32) && !message.contains(short),
                 "{message}"
             );
+        }
+    }
+
+    #[test]
+    fn header_is_the_signers() {
+        use crate::{SessionId, sign};
+        let sid = SessionId::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        for kid in ["a", "k-2026.11_a", &"x".repeat(MAX_KID_LEN)] {
+            let ring = KeyRing::parse(&format!("{kid}:{K32}")).unwrap();
+            let token = sign(&ring, &sid, 1, 2);
+            let key = ring.get(kid).unwrap();
+            assert_eq!(token.split('.').next(), Some(key.header_b64()), "{kid}");
         }
     }
 

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use ct_codecs::{Base64UrlSafeNoPadding, Decoder, Encoder};
+use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
 use sha2::{Digest, Sha256};
 
 /// Length of an encoded session id (and of its storage hash).
@@ -55,8 +55,9 @@ pub fn is_session_id_form(text: &str) -> bool {
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        // 43 chars carry 258 bits: the last char must leave the two spare bits zero.
-        && Base64UrlSafeNoPadding::decode_to_vec(text, None).is_ok_and(|b| b.len() == 32)
+        // 43 chars carry 258 bits: the last char must leave the two spare bits zero. With
+        // the alphabet checked, that is exactly when they decode to 32 bytes (no decode
+        // here: this runs on every verify; `form_is_what_decodes_to_32_bytes` checks it).
         && canonical_tail(text)
 }
 
@@ -134,6 +135,20 @@ mod tests {
             "' OR 1=1 --AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
         ));
         assert!(!is_session_id_form(""));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn form_is_what_decodes_to_32_bytes(
+            text in proptest::prop_oneof!["[A-Za-z0-9_-]{43}", "[A-Za-z0-9_\\-+/=]{41,45}"],
+        ) {
+            use ct_codecs::Decoder;
+            let decodes = Base64UrlSafeNoPadding::decode_to_vec(&text, None)
+                .is_ok_and(|b| b.len() == 32);
+            proptest::prop_assert_eq!(is_session_id_form(&text), decodes);
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! only when the format deliberately changes.
 
 use serde::Deserialize;
+use shared::token::verify_reference;
 use shared::{KeyRing, verify};
 
 #[derive(Deserialize)]
@@ -28,6 +29,13 @@ fn committed_vectors_hold() {
     assert!(file.vectors.iter().any(|v| v.valid));
     for vector in &file.vectors {
         let verdict = verify(&ring, &vector.token, vector.now);
+        // The fast path and the reference path agree on every vector.
+        assert_eq!(
+            verdict,
+            verify_reference(&ring, &vector.token, vector.now),
+            "{}",
+            vector.name
+        );
         assert_eq!(verdict.is_ok(), vector.valid, "{}", vector.name);
         assert_eq!(
             verdict.err().map(|r| r.as_str().to_owned()),

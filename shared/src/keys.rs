@@ -6,28 +6,66 @@
 
 use std::fmt;
 
-use ct_codecs::{Base64NoPadding, Decoder};
-use jwt_simple::algorithms::HS256Key;
+use ct_codecs::{Base64NoPadding, Base64UrlSafeNoPadding, Decoder, Encoder};
+use hmac::{Hmac, KeyInit};
+use jwt_simple::prelude::HS256Key;
+use sha2::Sha256;
 
 /// Keys shorter than this are refused: HS256 wants at least its output size.
 pub const MIN_KEY_BYTES: usize = 32;
 /// Longest key id accepted.
 pub const MAX_KID_LEN: usize = 32;
 
-/// One signing/verifying key with its id.
+/// One signing/verifying key with its id, and what the verifier's fast path needs from it,
+/// computed once here instead of on every request.
 #[derive(Clone)]
 pub struct Key {
     kid: String,
+    /// jwt-simple's key: the signer, and the reference verifier.
     key: HS256Key,
+    /// The header segment the signer emits for this key, byte for byte (base64url of
+    /// `{"alg":"HS256","kid":"<kid>","typ":"JWT"}` with jwt-simple 0.15).
+    header_b64: String,
+    /// HMAC-SHA256 with the inner and outer padded key blocks already absorbed: a clone of
+    /// it costs a verify only the hash blocks of the message itself plus the outer block.
+    mac: Hmac<Sha256>,
 }
 
 impl Key {
+    fn new(kid: &str, bytes: &[u8]) -> Self {
+        // The signer's header, spelled as jwt-simple 0.15 serializes it (fields in its
+        // struct order, `None`s skipped). Spelled here rather than taken from a signing
+        // run so the edge, which never signs, does not link the signer's serializer (8 KB
+        // of wasm); `keys::tests::header_is_the_signers` pins it to the signer's output.
+        // A kid is `A-Za-z0-9._-` only: nothing to escape.
+        let header = format!(r#"{{"alg":"HS256","kid":"{kid}","typ":"JWT"}}"#);
+        let header_b64 =
+            Base64UrlSafeNoPadding::encode_to_string(header).expect("base64 of a short header");
+        let mac = Hmac::<Sha256>::new_from_slice(bytes).expect("HMAC takes keys of any length");
+        Self {
+            kid: kid.to_owned(),
+            key: HS256Key::from_bytes(bytes).with_key_id(kid),
+            header_b64,
+            mac,
+        }
+    }
+
     pub fn kid(&self) -> &str {
         &self.kid
     }
 
     pub(crate) fn hs256(&self) -> &HS256Key {
         &self.key
+    }
+
+    /// The exact header segment of the tokens this key signs.
+    pub(crate) fn header_b64(&self) -> &str {
+        &self.header_b64
+    }
+
+    /// The precomputed HMAC state; clone it per message.
+    pub(crate) fn mac(&self) -> &Hmac<Sha256> {
+        &self.mac
     }
 }
 
@@ -140,10 +178,7 @@ impl KeyRing {
                     bytes: bytes.len(),
                 });
             }
-            keys.push(Key {
-                kid: kid.into(),
-                key: HS256Key::from_bytes(&bytes).with_key_id(kid),
-            });
+            keys.push(Key::new(kid, &bytes));
         }
         Ok(Self { keys })
     }
@@ -156,6 +191,11 @@ impl KeyRing {
     /// The key with this id, if configured.
     pub fn get(&self, kid: &str) -> Option<&Key> {
         self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    /// The keys in configuration order.
+    pub(crate) fn keys(&self) -> &[Key] {
+        &self.keys
     }
 
     /// Key ids in configuration order.
@@ -218,6 +258,18 @@ mod tests {
                 !message.contains(K32) && !message.contains(short),
                 "{message}"
             );
+        }
+    }
+
+    #[test]
+    fn header_is_the_signers() {
+        use crate::{SessionId, sign};
+        let sid = SessionId::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        for kid in ["a", "k-2026.11_a", &"x".repeat(MAX_KID_LEN)] {
+            let ring = KeyRing::parse(&format!("{kid}:{K32}")).unwrap();
+            let token = sign(&ring, &sid, 1, 2);
+            let key = ring.get(kid).unwrap();
+            assert_eq!(token.split('.').next(), Some(key.header_b64()), "{kid}");
         }
     }
 

@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use shared::cookie::{SECURE_NAME, cookie_values_bytes};
+use shared::token::verify_reference;
 use shared::{KeyRing, verify};
 
 #[derive(Deserialize)]
@@ -48,6 +49,13 @@ fn committed_vectors_hold() {
     assert!(file.vectors.iter().any(|v| v.valid));
     for vector in &file.vectors {
         let verdict = verify(&ring, &vector.token, vector.now);
+        // The fast path and the reference path agree on every vector.
+        assert_eq!(
+            verdict,
+            verify_reference(&ring, &vector.token, vector.now),
+            "{}",
+            vector.name
+        );
         assert_eq!(verdict.is_ok(), vector.valid, "{}", vector.name);
         assert_eq!(
             verdict.err().map(|r| r.as_str().to_owned()),

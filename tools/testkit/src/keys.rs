@@ -1,0 +1,55 @@
+//! Every cache key name the tools read or write, in one place.
+//!
+//! These are today's origin's names (`v1:session:<hash>`, `v1:user:<id>`). DESIGN.md's
+//! layout replaces them with `v1:s:{<hash>}` holding the user snapshot, and drops the
+//! user entry: when the origin moves, flip [`session`] and [`user`] here (and the bench's
+//! script-ceiling set-up, which copies both entries, reads them through these too).
+
+/// The cache entry of the session whose storage hash (`SessionId::storage_hash`) is `hash`.
+pub fn session(hash: &str) -> String {
+    format!("v1:session:{hash}")
+}
+
+/// The cache entry of the user `id` (today's origin keeps it apart from the session).
+pub fn user(id: &str) -> String {
+    format!("v1:user:{id}")
+}
+
+/// The storage hash of the session a token names (`None` for a token without a valid sid).
+pub fn session_hash(token: &str) -> Option<String> {
+    Some(shared::SessionId::parse(&raw_sid(token)?)?.storage_hash())
+}
+
+/// The raw session id inside a token's claims (for log-hygiene checks only).
+pub fn raw_sid(token: &str) -> Option<String> {
+    use base64::Engine;
+    let claims = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("sid")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    #[test]
+    fn session_hash_is_the_storage_hash_of_the_tokens_sid() {
+        let sid = "a".repeat(43);
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let token = format!(
+            "{}.{}.sig",
+            b64("{}"),
+            b64(&format!(r#"{{"sid":"{sid}"}}"#))
+        );
+        let expected = shared::SessionId::parse(&sid)
+            .expect("a valid sid")
+            .storage_hash();
+        assert_eq!(super::raw_sid(&token).as_deref(), Some(sid.as_str()));
+        assert_eq!(super::session_hash(&token), Some(expected.clone()));
+        assert_eq!(super::session(&expected), format!("v1:session:{expected}"));
+        assert_eq!(super::session_hash("not-a-token"), None);
+    }
+}

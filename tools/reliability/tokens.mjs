@@ -1,19 +1,18 @@
 // The token corpus (corpus/tokens.json) against the origin directly and through the edge
-// (the real worker under `wrangler dev`, in front of the same origin), plus cookie-format
-// and off-site-redirect cases at the edge. Run by the reliability driver:
+// (the real worker under `wrangler dev`, started by the suite in front of the same
+// origin), plus cookie-format and off-site-redirect cases at the edge. Run by the
+// reliability suite's tokens-origin-edge scenario:
 //
-//   node origin-api/reliability/tokens.mjs <input.json>
+//   node tools/reliability/tokens.mjs <input.json>
 //
-// <input.json> names the origin, the run's key, a live and a revoked session token and a
-// login for the health checks. Prints one JSON line: {cases:[{target,name,status,ok,detail}],
-// edge, edgeError, notes}. Tokens are minted here with node's crypto, independently of the
-// Rust code. Loopback only.
+// <input.json> names the origin and the edge (edgeUrl, null without one), the run's key, a
+// live and a revoked session token and a login for the health checks. Prints one JSON
+// line: {cases:[{target,name,status,ok,detail}], notes}. Tokens are minted here with
+// node's crypto, independently of the Rust code. Loopback only.
 
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-
-import { envFile, startEdge } from '../../edge-gate/tests/e2e/support.mjs';
 
 const input = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const corpus = JSON.parse(readFileSync(input.corpus, 'utf8'));
@@ -135,92 +134,76 @@ for (const c of mintAll()) {
 await health('origin', input.originUrl);
 
 // ---- the edge ----
-let edge = null;
-let edgeError = null;
-if (input.edge) {
-  try {
-    edge = await startEdge({
-      vars: { ORIGIN_URL: input.originUrl, COOKIE_SECURE: 'false' },
-      envFile: envFile({ SESSION_KEYS: input.sessionKeys }),
-    });
-    notes.push(`wrangler dev ready after ${(edge.readyAfterMs / 1000).toFixed(1)} s`);
-  } catch (err) {
-    edgeError = String(err.message).split('\n').slice(0, 3).join(' ');
-  }
-}
+const edge = input.edgeUrl ? { url: input.edgeUrl } : null;
 
 if (edge) {
-  try {
-    for (const c of mintAll()) {
-      await tryCase('edge', `${c.name}: API`, async () => {
-        const res = await send(edge.url, { path: '/api/v1/auth/me', headers: cookie(c.token) });
-        const ok = {
-          accept: res.status === 200 && fromOrigin(res),
-          reject: res.status === 401 && !fromOrigin(res),
-          'origin-reject': res.status === 401 && fromOrigin(res),
-        }[c.expect];
-        const want = { accept: '200 (origin)', reject: '401 (edge)', 'origin-reject': '401 (origin)' }[c.expect];
-        record('edge', `${c.name}: API`, ok, res.status, `${describe(res)}, expected ${want}`);
-      });
-      if (c.expect === 'reject') {
-        await tryCase('edge', `${c.name}: page`, async () => {
-          const res = await send(edge.url, { path: '/account', headers: cookie(c.token) });
-          const cleared = (res.headers['set-cookie'] ?? []).some((v) => v.startsWith(`${COOKIE}=;`) && /Max-Age=0/i.test(v));
-          const ok = res.status === 302 && res.headers.location === '/login?next=/account' && cleared && !fromOrigin(res);
-          record('edge', `${c.name}: page`, ok, res.status,
-            `${describe(res)} → ${res.headers.location ?? '-'}, cookie cleared: ${cleared}`);
-        });
-      }
-    }
-
-    // The cookie formats the origin is checked with, through the edge.
-    const live = input.liveToken;
-    const junk = Array.from({ length: 100 }, (_, i) => `junk${i}=${'j'.repeat(90)}; `).join('');
-    const many = Array.from({ length: 199 }, (_, i) => `c${i}=v${i}; `).join('');
-    for (const [name, header, want] of [
-      ['10 KiB Cookie header, session last', `${junk}${COOKIE}=${live}`, 200],
-      ['200 cookies in one header, session last', `${many}${COOKIE}=${live}`, 200],
-      ['quoted value', `${COOKIE}="${live}"`, 200],
-      ['garbage duplicate first', `${COOKIE}=garbage; ${COOKIE}=${live}`, 200],
-      ['opening quote only', `${COOKIE}="${live}`, 401],
-      ['10 KiB session cookie value', `${COOKIE}=${'A'.repeat(10240)}`, 401],
-    ]) {
-      await tryCase('edge', `cookie: ${name}`, async () => {
-        const res = await send(edge.url, { path: '/api/v1/auth/me', headers: { cookie: header } });
-        record('edge', `cookie: ${name}`, res.status === want, res.status, `${describe(res)}, expected ${want}`);
+  for (const c of mintAll()) {
+    await tryCase('edge', `${c.name}: API`, async () => {
+      const res = await send(edge.url, { path: '/api/v1/auth/me', headers: cookie(c.token) });
+      const ok = {
+        accept: res.status === 200 && fromOrigin(res),
+        reject: res.status === 401 && !fromOrigin(res),
+        'origin-reject': res.status === 401 && fromOrigin(res),
+      }[c.expect];
+      const want = { accept: '200 (origin)', reject: '401 (edge)', 'origin-reject': '401 (origin)' }[c.expect];
+      record('edge', `${c.name}: API`, ok, res.status, `${describe(res)}, expected ${want}`);
+    });
+    if (c.expect === 'reject') {
+      await tryCase('edge', `${c.name}: page`, async () => {
+        const res = await send(edge.url, { path: '/account', headers: cookie(c.token) });
+        const cleared = (res.headers['set-cookie'] ?? []).some((v) => v.startsWith(`${COOKIE}=;`) && /Max-Age=0/i.test(v));
+        const ok = res.status === 302 && res.headers.location === '/login?next=/account' && cleared && !fromOrigin(res);
+        record('edge', `${c.name}: page`, ok, res.status,
+          `${describe(res)} → ${res.headers.location ?? '-'}, cookie cleared: ${cleared}`);
       });
     }
-
-    // Redirects never leave the site and never carry raw control characters.
-    for (const path of [
-      '/account?next=//evil.example',
-      '/account/..%2F..%2F%2F%2Fevil.example',
-      '/account%0d%0aSet-Cookie:%20evil=1',
-      '/account/%5C%5Cevil.example',
-      '//evil.example/account',
-      '/\\evil.example/account',
-      '/users?next=https://evil.example/',
-    ]) {
-      await tryCase('edge', `no off-site redirect: GET ${path}`, async () => {
-        const res = await send(edge.url, { path });
-        const location = res.headers.location;
-        let ok = true;
-        let detail = `${res.status}${location ? ` → ${location}` : ''}`;
-        if (location !== undefined) {
-          const resolved = new URL(location, edge.url);
-          ok = resolved.host === new URL(edge.url).host && location.startsWith('/login') && !/[\r\n\s]/.test(location);
-        }
-        if (res.headers['set-cookie']?.some((v) => v.startsWith('evil'))) {
-          ok = false;
-          detail += ' (an injected Set-Cookie)';
-        }
-        record('edge', `no off-site redirect: GET ${path}`, ok, res.status, detail);
-      });
-    }
-    await health('edge', edge.url);
-  } finally {
-    await edge.stop();
   }
+
+  // The cookie formats the origin is checked with, through the edge.
+  const live = input.liveToken;
+  const junk = Array.from({ length: 100 }, (_, i) => `junk${i}=${'j'.repeat(90)}; `).join('');
+  const many = Array.from({ length: 199 }, (_, i) => `c${i}=v${i}; `).join('');
+  for (const [name, header, want] of [
+    ['10 KiB Cookie header, session last', `${junk}${COOKIE}=${live}`, 200],
+    ['200 cookies in one header, session last', `${many}${COOKIE}=${live}`, 200],
+    ['quoted value', `${COOKIE}="${live}"`, 200],
+    ['garbage duplicate first', `${COOKIE}=garbage; ${COOKIE}=${live}`, 200],
+    ['opening quote only', `${COOKIE}="${live}`, 401],
+    ['10 KiB session cookie value', `${COOKIE}=${'A'.repeat(10240)}`, 401],
+  ]) {
+    await tryCase('edge', `cookie: ${name}`, async () => {
+      const res = await send(edge.url, { path: '/api/v1/auth/me', headers: { cookie: header } });
+      record('edge', `cookie: ${name}`, res.status === want, res.status, `${describe(res)}, expected ${want}`);
+    });
+  }
+
+  // Redirects never leave the site and never carry raw control characters.
+  for (const path of [
+    '/account?next=//evil.example',
+    '/account/..%2F..%2F%2F%2Fevil.example',
+    '/account%0d%0aSet-Cookie:%20evil=1',
+    '/account/%5C%5Cevil.example',
+    '//evil.example/account',
+    '/\\evil.example/account',
+    '/users?next=https://evil.example/',
+  ]) {
+    await tryCase('edge', `no off-site redirect: GET ${path}`, async () => {
+      const res = await send(edge.url, { path });
+      const location = res.headers.location;
+      let ok = true;
+      let detail = `${res.status}${location ? ` → ${location}` : ''}`;
+      if (location !== undefined) {
+        const resolved = new URL(location, edge.url);
+        ok = resolved.host === new URL(edge.url).host && location.startsWith('/login') && !/[\r\n\s]/.test(location);
+      }
+      if (res.headers['set-cookie']?.some((v) => v.startsWith('evil'))) {
+        ok = false;
+        detail += ' (an injected Set-Cookie)';
+      }
+      record('edge', `no off-site redirect: GET ${path}`, ok, res.status, detail);
+    });
+  }
+  await health('edge', edge.url);
 }
 
-console.log(JSON.stringify({ cases, edge: Boolean(edge), edgeError, notes }));
+console.log(JSON.stringify({ cases, notes }));

@@ -2,7 +2,7 @@
 // `wrangler dev` (local workerd), in front of a recording origin, checked with real HTTP
 // against every rule of the contract's "Edge" section.
 //
-// Run with `bash edge-gate/scripts/e2e.sh` (builds first). Everything is loopback-only.
+// Run with `cargo xtask e2e` (builds first). Everything is loopback-only.
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';

@@ -112,6 +112,7 @@ impl Postgres {
             "UTF8",
             "--no-sync",
         ]);
+        initdb.current_dir(dir);
         as_postgres(&mut initdb)?;
         let out = initdb.output().context("initdb")?;
         if !out.status.success() {
@@ -160,6 +161,7 @@ impl Postgres {
         if !self.options.fsync {
             cmd.args(["-c", "fsync=off"]);
         }
+        cmd.current_dir(&self.dir);
         as_postgres(&mut cmd)?;
         let proc = Proc::spawn("postgres", cmd, &self.log_path())?;
         self.pid.store(proc.pid(), Ordering::SeqCst);

@@ -67,7 +67,7 @@ pub async fn run(cx: &Cx) -> anyhow::Result<Outcome> {
     tokio::time::sleep(before).await;
     cx.pg.stop().await?;
     let down = Instant::now();
-    out.note("postgres stopped (pg_ctl stop -m fast)");
+    out.note("postgres stopped (fast shutdown: SIGINT, as pg_ctl stop -m fast)");
     checks::evict_sessions(cx, s.cold.iter().map(|c| c.hash.as_str())).await?;
     check_during(cx, &mut out, &tally, &s).await?;
 

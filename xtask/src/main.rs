@@ -60,7 +60,32 @@ enum Command {
     Serve(serve::Service),
 }
 
+/// Drops the variables `cargo run` hands this process about the xtask package
+/// (`CARGO_PKG_*`, `CARGO_MANIFEST_DIR`, ...). A cargo started from here would see them
+/// as a change of environment (build scripts' `rerun-if-env-changed` is checked against
+/// cargo's own environment) and rebuild crates such as ring that read them.
+fn forget_cargo_run_vars() {
+    let injected = |name: &str| {
+        name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+    };
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(injected) {
+            // SAFETY: called first thing in main, before any other thread exists.
+            unsafe { std::env::remove_var(&name) };
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    forget_cargo_run_vars();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

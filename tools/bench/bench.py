@@ -123,6 +123,14 @@ def wait_http(url, proc, seconds, name):
     raise BenchError(f"{name} not ready after {seconds}s")
 
 
+def shown(path):
+    """A path as the log shows it: relative to the repository when inside it."""
+    try:
+        return path.relative_to(REPO)
+    except ValueError:
+        return path
+
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -529,7 +537,8 @@ class Bench:
 
     def record_command(self, cmd):
         text = " ".join(str(c) for c in cmd)
-        text = text.replace(str(self.workdir), "$WORK").replace(str(REPO) + "/", "")
+        text = text.replace(str(self.workdir), "$WORK").replace(str(TARGET) + "/", "$TARGET/")
+        text = text.replace(str(REPO) + "/", "")
         text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:$PORT", text)
         if text not in self.commands:
             self.commands.append(text)
@@ -717,7 +726,7 @@ class Bench:
         breakdown = profile_breakdown(script)
         (self.outdir / f"perf-{name}.txt").write_text(breakdown + "\n\n" + report)
         print(f"profile of {name} (share of the process's CPU samples):\n{breakdown}", flush=True)
-        log(f"profile in {(self.outdir / f'perf-{name}.txt').relative_to(REPO)}")
+        log(f"profile in {shown(self.outdir / f'perf-{name}.txt')}")
 
     def cpu_split(self, pid):
         """CPU seconds used so far by the server under test, Redis and the bench's children
@@ -879,7 +888,7 @@ class Bench:
                     # The bound is measured right before each login run, on the same machine
                     # state: argon2 through the origin's own hashing pool (bench_helper).
                     cmd = [str(HELPER_BIN), "argon2", str(cfg["argon2_samples"])]
-                    self.record_command([HELPER_BIN.relative_to(REPO), "argon2", cfg["argon2_samples"]])
+                    self.record_command([HELPER_BIN, "argon2", cfg["argon2_samples"]])
                     t_single, rate = map(float, run(cmd, timeout=600).stdout.split())
                     hashes.append(t_single)
                     parallel.append(rate)
@@ -1222,7 +1231,8 @@ class Bench:
         ]
         if self.notes:
             parts += ["Notes:", ""] + [f"- {n}" for n in self.notes] + [""]
-        parts += ["Commands (as run; `$PORT` and `$WORK` stand for the run's ports and scratch directory):",
+        parts += ["Commands (as run; `$PORT`, `$WORK` and `$TARGET` stand for the run's ports, scratch "
+                  "directory and cargo target directory):",
                   "", "```"] + self.commands + ["```"]
         return "\n".join(parts)
 
@@ -1265,7 +1275,7 @@ class Bench:
         if self.mode == "full" and not self.args.no_write and only is None:
             self.write_markdown(text)
         else:
-            log(f"table also in {(self.outdir / f'last-{self.mode}.md').relative_to(REPO)}")
+            log(f"table also in {shown(self.outdir / f'last-{self.mode}.md')}")
 
     def _phases(self, want):
         self.setup()

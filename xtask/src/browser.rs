@@ -22,7 +22,7 @@ async fn origin(
     keys: &str,
 ) -> anyhow::Result<(Origin, String, String)> {
     let db = pg.create_database("sessiongate_browser").await?;
-    let config = OriginConfig::new(Origin::debug_bin())
+    let config = OriginConfig::new(Origin::release_bin())
         .var("DATABASE_URL", db)
         .var("REDIS_URL", redis.url())
         .var("SESSION_KEYS", keys)
@@ -60,7 +60,8 @@ pub async fn run() -> anyhow::Result<()> {
     {
         bail!("Chromium or playwright-core is missing: run tools/provision.sh");
     }
-    status(cargo(&["build", "-p", "origin-api", "--bin", "origin-api"]))?;
+    // The release build the bench and the reliability suite use too: built once per CI run.
+    status(cargo(&["build", "--release", "-p", "origin-api"]))?;
     let redis = Redis::start().await?;
     let pg = Postgres::start(PostgresOptions::default()).await?;
     let keys = format!("browser:{}", testkit::random_b64url(32));

@@ -37,13 +37,10 @@ mod tests {
 
     #[test]
     fn session_hash_is_the_storage_hash_of_the_tokens_sid() {
-        let sid = "a".repeat(43);
-        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        let token = format!(
-            "{}.{}.sig",
-            b64("{}"),
-            b64(&format!(r#"{{"sid":"{sid}"}}"#))
-        );
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let sid = b64(&[7u8; 32]);
+        let claims = format!(r#"{{"sid":"{sid}"}}"#);
+        let token = format!("{}.{}.sig", b64(b"{}"), b64(claims.as_bytes()));
         let expected = shared::SessionId::parse(&sid)
             .expect("a valid sid")
             .storage_hash();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the edge worker for wrangler: edge-gate/build/index.js + index_bg.wasm.
 # wrangler.toml's [build] runs this; so does scripts/e2e.sh. Tools come from
-# scripts/install-tools.sh. No downloads: wasm-bindgen is the cargo-installed CLI,
+# tools/provision.sh. No downloads: wasm-bindgen is the cargo-installed CLI,
 # esbuild is the npm one, wasm-opt is disabled in Cargo.toml.
 set -euo pipefail
 
@@ -12,13 +12,13 @@ if [ -z "${WASM_BINDGEN_BIN:-}" ]; then
   WASM_BINDGEN_BIN="$(command -v wasm-bindgen || true)"
 fi
 if [ -z "$WASM_BINDGEN_BIN" ] || ! command -v worker-build >/dev/null; then
-  echo "edge-gate build: wasm-bindgen or worker-build missing; run edge-gate/scripts/install-tools.sh" >&2
+  echo "edge-gate build: wasm-bindgen or worker-build missing; run tools/provision.sh" >&2
   exit 1
 fi
 export WASM_BINDGEN_BIN
 export ESBUILD_BIN="${ESBUILD_BIN:-$crate_dir/node_modules/.bin/esbuild}"
 if [ ! -x "$ESBUILD_BIN" ]; then
-  echo "edge-gate build: $ESBUILD_BIN missing; run edge-gate/scripts/install-tools.sh" >&2
+  echo "edge-gate build: $ESBUILD_BIN missing; run tools/provision.sh" >&2
   exit 1
 fi
 

@@ -3,7 +3,7 @@
 // against every rule of the contract's "Edge" section and the edge's part of gateway-v1
 // (mount path, access rules, forwarding headers, HSTS).
 //
-// Run with `bash edge-gate/scripts/e2e.sh` (builds first). Everything is loopback-only.
+// Run with `cargo xtask e2e` (builds first). Everything is loopback-only.
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';

@@ -1,20 +1,16 @@
-// Helpers for the edge end-to-end test: a recording origin, `wrangler dev` as a managed
-// child process, plain HTTP requests, and HS256 session tokens minted independently of
-// the Rust code (node's crypto), so the edge is checked against the contract itself.
+// Helpers for the edge end-to-end test: a recording origin, `wrangler dev` through
+// `cargo xtask serve edge`, plain HTTP requests, and HS256 session tokens minted
+// independently of the Rust code (node's crypto), so the edge is checked against the
+// contract itself.
 
 import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-export const crateDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const repoDir = path.resolve(crateDir, '..');
-const wranglerBin = path.join(crateDir, 'node_modules', '.bin', 'wrangler');
 
 const tempDirs = [];
 process.on('exit', () => {
@@ -89,92 +85,73 @@ export async function startOrigin() {
 }
 
 const children = new Set();
-function killAll(signal) {
-  for (const child of children) {
-    try {
-      process.kill(-child.pid, signal);
-    } catch {
-      // already gone
-    }
-  }
+function stopAll() {
+  for (const child of children) child.kill('SIGTERM');
 }
-process.on('exit', () => killAll('SIGKILL'));
+process.on('exit', stopAll);
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
-    killAll('SIGKILL');
+    stopAll();
     process.exit(130);
   });
 }
 
 /**
- * Starts `wrangler dev` with the repository's wrangler.toml on 127.0.0.1:<free port>,
- * with `vars` as `--var` overrides, secrets from `envFile` (which replaces any
- * developer `.dev.vars`) and any further `wrangler dev` flags in `args`. Resolves once
- * wrangler reports it is ready; rejects if it exits first or `deadlineMs` passes (a time
- * box, not an assertion about speed).
+ * Starts `wrangler dev` with the repository's wrangler.toml on 127.0.0.1:<free port>, with
+ * `vars` as `--var` overrides and secrets from `envFile` (which replaces any developer
+ * `.dev.vars`), through `cargo xtask serve edge` (testkit: the one way every harness starts
+ * services; `cargo xtask e2e` sets TESTKIT_SERVE). Resolves once the worker answers;
+ * rejects if it cannot start within `deadlineMs` (a time box, not an assertion about
+ * speed). `args` are further `wrangler dev` flags. `edge.output` is what wrangler and the
+ * worker printed so far.
  */
 export async function startEdge({ vars, envFile, args: extraArgs = [], deadlineMs = 300_000 }) {
-  const port = await freePort();
-  const inspectorPort = await freePort();
-  const state = tempDir();
-  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port',
-    String(inspectorPort), '--persist-to', state, '--env-file', envFile,
-    '--show-interactive-dev-session=false', '--log-level', 'log'];
-  for (const [name, value] of Object.entries(vars)) args.push('--var', `${name}:${value}`);
-  args.push(...extraArgs);
-
-  const env = { ...process.env, WRANGLER_SEND_METRICS: 'false', WRANGLER_SEND_ERROR_REPORTS: 'false',
-    CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1', FORCE_COLOR: '0', CI: 'true' };
-  delete env.CLOUDFLARE_INCLUDE_PROCESS_ENV;
-  delete env.SESSION_KEYS;
-
-  const started = Date.now();
-  const child = spawn(wranglerBin, args, { cwd: repoDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const serve = process.env.TESTKIT_SERVE;
+  if (!serve) throw new Error('TESTKIT_SERVE is not set: run the test with `cargo xtask e2e`');
+  const args = ['serve', 'edge', '--env-file', envFile];
+  for (const [name, value] of Object.entries(vars)) args.push('--var', `${name}=${value}`);
+  for (const arg of extraArgs) args.push(`--wrangler-arg=${arg}`);
+  const child = spawn(serve, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   children.add(child);
-  let output = '';
-  const onData = (chunk) => { output += chunk.toString(); };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => { stdout += chunk.toString(); });
+  child.stderr.on('data', (chunk) => { stderr += chunk.toString(); });
   const exited = once(child, 'exit');
 
+  let info;
+  try {
+    info = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`wrangler dev not ready after ${deadlineMs} ms:\n${stderr}`)), deadlineMs);
+      child.stdout.on('data', () => {
+        const line = stdout.split('\n').find((l) => l.startsWith('{'));
+        if (line && stdout.includes('\n')) {
+          clearTimeout(timer);
+          resolve(JSON.parse(line));
+        }
+      });
+      exited.then(([code, signal]) => {
+        clearTimeout(timer);
+        reject(new Error(`wrangler dev exited (${code ?? signal}) before it was ready:\n${stderr}`));
+      });
+    });
+  } catch (err) {
+    child.kill('SIGTERM');
+    children.delete(child);
+    throw err;
+  }
   const edge = {
-    url: `http://127.0.0.1:${port}`,
-    get output() { return output; },
-    readyAfterMs: 0,
+    url: info.url,
+    readyAfterMs: info.readyAfterMs,
+    get output() { return readFileSync(info.log, 'utf8'); },
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) { children.delete(child); return; }
-      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
-      const timer = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, 10_000);
-      await exited;
-      clearTimeout(timer);
-      // workerd children may outlive wrangler's node process: end the whole group.
-      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+      if (child.exitCode === null && child.signalCode === null) {
+        child.stdin.end();
+        await exited;
+      }
       children.delete(child);
     },
   };
-
-  const ready = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`wrangler dev not ready after ${deadlineMs} ms:\n${output}`)), deadlineMs);
-    const check = () => {
-      if (output.includes(`Ready on http://127.0.0.1:${port}`)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout.on('data', check);
-    child.stderr.on('data', check);
-    exited.then(([code, signal]) => {
-      clearTimeout(timer);
-      reject(new Error(`wrangler dev exited (${code ?? signal}) before it was ready:\n${output}`));
-    });
-  });
-  try {
-    await ready;
-  } catch (err) {
-    await edge.stop();
-    throw err;
-  }
-  edge.readyAfterMs = Date.now() - started;
   console.log(`# wrangler dev on ${edge.url} ready after ${(edge.readyAfterMs / 1000).toFixed(1)} s (includes its no-op rebuild)`);
   return edge;
 }

@@ -1,8 +1,8 @@
 // End-to-end test of the sessiongate pages in headless Chromium, through the edge only.
 //
-// Needs (run.sh provides them): EDGE_URL (the `wrangler dev` address in front of the
-// origin), ADMIN_EMAIL and ADMIN_PASSWORD (an ADMIN bootstrapped with create-admin), and
-// optionally SCREENSHOT_DIR and CHROMIUM (default /usr/bin/chromium).
+// Needs (`cargo xtask browser` provides them): EDGE_URL (the `wrangler dev` address in
+// front of the origin), ADMIN_EMAIL and ADMIN_PASSWORD (an ADMIN bootstrapped with
+// create-admin), and optionally SCREENSHOT_DIR and CHROMIUM (default /usr/bin/chromium).
 //
 // Every browser context plays one device and sends its own X-Forwarded-For address: the
 // edge appends the address it saw (loopback, a trusted proxy for the origin), so the
@@ -39,7 +39,7 @@ const member = (i) => ({ email: `member-${String(i).padStart(2, '0')}-${run}@exa
 
 function required(name) {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set (run the test with run.sh)`);
+  if (!value) throw new Error(`${name} is not set (run the test with cargo xtask browser)`);
   return value;
 }
 

@@ -11,6 +11,7 @@ mod audit_retry;
 mod auth;
 mod cli;
 mod conn_killed;
+mod hardening;
 mod ops;
 mod pages;
 mod revoke_race;

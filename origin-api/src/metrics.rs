@@ -36,11 +36,11 @@ static META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some
 /// - `sessiongate_password_queue_depth` (gauge: hashing jobs waiting or running),
 ///   `sessiongate_password_queue_rejections_total` (queue full: 503),
 ///   `sessiongate_password_jobs_abandoned_total` (the client left before its turn)
+/// - `sessiongate_metrics_upkeeps_total` (periodic histogram upkeeps: samples are folded
+///   whether or not anyone scrapes)
 /// - `sessiongate_db_queries_total` (statements sent to the database)
 /// - `sessiongate_cache_round_trips_total` (commands or scripts sent to Redis)
 /// - `sessiongate_cleanup_deleted_total`
-/// - `sessiongate_metrics_upkeeps_total` (periodic histogram upkeeps: proves that samples
-///   are folded whether or not anyone scrapes)
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
@@ -58,10 +58,10 @@ pub struct Metrics {
     pub password_queue: Gauge,
     pub password_rejections: Counter,
     pub password_abandoned: Counter,
+    pub upkeeps: Counter,
     pub db_queries: Counter,
     pub cache_round_trips: Counter,
     pub cleanup_deleted: Counter,
-    pub upkeeps: Counter,
     rate_limited: RwLock<HashMap<&'static str, Counter>>,
 }
 
@@ -93,10 +93,10 @@ impl Metrics {
             audit_failures: counter("sessiongate_audit_write_failures_total"),
             password_rejections: counter("sessiongate_password_queue_rejections_total"),
             password_abandoned: counter("sessiongate_password_jobs_abandoned_total"),
+            upkeeps: counter("sessiongate_metrics_upkeeps_total"),
             db_queries: counter("sessiongate_db_queries_total"),
             cache_round_trips: counter("sessiongate_cache_round_trips_total"),
             cleanup_deleted: counter("sessiongate_cleanup_deleted_total"),
-            upkeeps: counter("sessiongate_metrics_upkeeps_total"),
             password_queue: recorder.register_gauge(
                 &Key::from_static_name("sessiongate_password_queue_depth"),
                 &META,
@@ -255,22 +255,33 @@ mod tests {
     }
 
     /// The measurement, in a process of its own (a test binary's other threads would blur
-    /// its resident memory): records `SAMPLES` request durations through one route's
-    /// histogram and prints the peak growth of resident memory.
+    /// its resident memory): records request durations through one route's histogram and
+    /// prints the peak growth of resident memory. `SESSIONGATE_HISTOGRAM_SAMPLES` and
+    /// `SESSIONGATE_HISTOGRAM_BETWEEN` override the counts for the long measurement
+    /// (RELIABILITY.md, "Hardening").
     #[test]
     #[ignore = "run by `histogram_samples_do_not_pile_up_between_upkeeps` in a process of its own"]
     fn histogram_memory_probe() {
         let Ok(mode) = std::env::var(PROBE) else {
             return;
         };
+        let count = |var: &str, default: u64| {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(default)
+        };
+        let samples = count("SESSIONGATE_HISTOGRAM_SAMPLES", SAMPLES);
+        let between = count("SESSIONGATE_HISTOGRAM_BETWEEN", BETWEEN_UPKEEPS);
         let metrics = Metrics::new();
         let route = metrics.route("/probe");
         let before = rss_kib();
         let mut peak = before;
-        for i in 0..SAMPLES {
+        for i in 0..samples {
             // What `RouteMetrics::record` does for the duration of a GET.
             route.histograms[0].record((i % 5_000) as f64 / 1e6);
-            if i % BETWEEN_UPKEEPS == BETWEEN_UPKEEPS - 1 {
+            if i % between == between - 1 {
                 if mode == "upkeep" {
                     metrics.upkeep();
                 }
@@ -281,7 +292,7 @@ mod tests {
         let text = metrics.render();
         assert!(
             text.contains(&format!(
-                "sessiongate_http_request_duration_seconds_count{{route=\"/probe\",method=\"GET\"}} {SAMPLES}"
+                "sessiongate_http_request_duration_seconds_count{{route=\"/probe\",method=\"GET\"}} {samples}"
             )),
             "{text}"
         );
@@ -299,6 +310,8 @@ mod tests {
                 "--test-threads=1",
             ])
             .env(PROBE, mode)
+            .env_remove("SESSIONGATE_HISTOGRAM_SAMPLES")
+            .env_remove("SESSIONGATE_HISTOGRAM_BETWEEN")
             .output()
             .expect("probe runs");
         let stdout = String::from_utf8_lossy(&out.stdout);

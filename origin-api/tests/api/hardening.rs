@@ -1,7 +1,7 @@
 //! Issue 11, "Hardening": one test per defect, named after it, black-box over HTTP where
-//! the behaviour shows there. RELIABILITY.md ("Hardening: the defects and their guards")
-//! maps each item to its test. Item 9 is also guarded in `account.rs` and `auth.rs`; item
-//! 14's memory bound is the unit test `metrics::tests::histogram_samples_do_not_pile_up_between_upkeeps`.
+//! the behaviour shows there. RELIABILITY.md ("Hardening (issue 11)") maps each item to
+//! its test. Item 9 is also guarded in `account.rs` and `auth.rs`; item 14's memory bound
+//! is the unit test `metrics::tests::histogram_samples_do_not_pile_up_between_upkeeps`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -226,6 +226,10 @@ impl Cache for MemoryCache {
     fn kind(&self) -> &'static str {
         "memory"
     }
+
+    fn len_hint(&self) -> Option<u64> {
+        Some(self.entry_count())
+    }
 }
 
 #[cfg(test)]

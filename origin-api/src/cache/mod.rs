@@ -117,6 +117,12 @@ pub trait Cache: Send + Sync + 'static {
 
     /// Short name for logs and `/readyz`.
     fn kind(&self) -> &'static str;
+
+    /// How many entries the cache holds, when that is cheap to know (the in-process
+    /// cache; `None` for Redis). For tests and diagnostics: the bound is the point.
+    fn len_hint(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Turns a cache on and off: tests wrap the real cache in [`FaultyCache`] to make it fail
@@ -220,6 +226,9 @@ impl Cache for FaultyCache {
     }
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+    fn len_hint(&self) -> Option<u64> {
+        self.inner.len_hint()
     }
 }
 

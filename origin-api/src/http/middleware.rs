@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::{ALLOW, ORIGIN, STRICT_TRANSPORT_SECURITY};
+use axum::http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN, STRICT_TRANSPORT_SECURITY};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -156,12 +156,21 @@ pub fn method_not_allowed(resp: Response) -> Response {
                 .join(", ")
         });
     let mut json = ApiError::MethodNotAllowed.into_response();
-    json.headers_mut().extend(
-        resp.headers()
-            .iter()
-            .filter(|(name, _)| name.as_str().starts_with("x-request-id"))
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
+    // Keep what the layers added to the router's answer (the request id, HSTS over HTTPS,
+    // a page's security headers), except what described its empty body. Keeping only the
+    // request id once dropped HSTS from every 405 served over HTTPS (hardening item 11).
+    let original = resp.headers();
+    let kept = original
+        .keys()
+        .filter(|name| ![CONTENT_TYPE, CONTENT_LENGTH, ALLOW].contains(*name))
+        .cloned()
+        .collect::<Vec<_>>();
+    for name in kept {
+        json.headers_mut().remove(&name);
+        for value in original.get_all(&name) {
+            json.headers_mut().append(name.clone(), value.clone());
+        }
+    }
     if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
         json.headers_mut().insert(ALLOW, allow);
     }

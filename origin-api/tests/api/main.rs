@@ -13,6 +13,7 @@ mod auth;
 mod cli;
 mod conn_killed;
 mod gateway;
+mod hardening;
 mod ops;
 mod pages;
 mod proxies;

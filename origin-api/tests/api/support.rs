@@ -333,6 +333,15 @@ impl TestApp {
         }
     }
 
+    /// A client without a session for another server at `base` (e.g. a second origin
+    /// process on this app's database).
+    pub fn anon_at(&self, base: &str) -> Client {
+        Client {
+            base: base.to_owned(),
+            ..self.anon()
+        }
+    }
+
     /// A client presenting `token` as its session cookie.
     pub fn with_token(&self, token: &str) -> Client {
         Client {

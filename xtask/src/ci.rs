@@ -60,6 +60,8 @@ async fn run_step(step: &str) -> anyhow::Result<()> {
         "tests" => {
             let mut c = cargo(&["test", "--workspace"]);
             c.env_remove("DATABASE_URL").env_remove("REDIS_URL");
+            // The gateway tests run real nginx and Caddy: in CI they must not skip.
+            c.env("SESSIONGATE_REQUIRE_PROXIES", "1");
             status(c)
         }
         // The same command on Postgres + Redis.
@@ -67,7 +69,8 @@ async fn run_step(step: &str) -> anyhow::Result<()> {
             let db = SharedPostgres::fresh_database("sessiongate_ci").await?;
             let mut c = cargo(&["test", "--workspace"]);
             c.env("DATABASE_URL", &db.url)
-                .env("REDIS_URL", "redis://127.0.0.1:6379");
+                .env("REDIS_URL", "redis://127.0.0.1:6379")
+                .env("SESSIONGATE_REQUIRE_PROXIES", "1");
             status(c)
         }
         "fuzz" => {

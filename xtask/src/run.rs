@@ -72,13 +72,14 @@ pub fn require(tool: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [args]`: the release origin (as everyone builds it), the bench's
-/// helpers, then tools/bench/bench.py.
+/// `cargo xtask bench [args]`: the release origin (as everyone builds it), the example app
+/// (the app behind the gateway), the bench's helpers, then tools/bench/bench.py.
 pub async fn bench(args: &[String]) -> anyhow::Result<()> {
-    for tool in ["wrk", "redis-server", "psql", "python3"] {
+    for tool in ["wrk", "redis-server", "psql", "python3", "nginx"] {
         require(tool)?;
     }
     status(cargo(&["build", "--release", "-p", "origin-api"]))?;
+    status(cargo(&["build", "--release", "-p", "example-app"]))?;
     status(cargo(&["build", "--release", "-p", "bench"]))?;
     let mut c = cmd("python3", &["tools/bench/bench.py"]);
     c.args(args).env("TESTKIT_SERVE", serve_exe()?);

@@ -10,8 +10,12 @@
 //!   milliseconds per hash (the argon2 bound of the login benchmark, cores ÷ that time, is
 //!   measured in the same run), then the hashes per second when the same N verifications are
 //!   submitted at once (the pool runs one per core).
-//! - `bench_helper key session HASH` / `key user ID` prints the origin's cache key name
-//!   (from `testkit::keys`, the one place the tools keep them).
+//! - `bench_helper key session HASH` prints the origin's cache key name (from
+//!   `testkit::keys`, the one place the tools keep them).
+//! - `bench_helper sign N` signs N identity assertions with `ASSERTION_KEYS`
+//!   (`shared::assertion::AssertionKeys::sign`, what a gateway decision does when it cannot
+//!   reuse one), then verifies each as an app would (`shared::assertion::verify`), and
+//!   prints the median microseconds of a sign and of a verify.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -83,6 +87,44 @@ async fn argon2(n: usize) -> anyhow::Result<(f64, f64)> {
     ))
 }
 
+/// The median microseconds of `n` assertion signatures and of `n` verifications.
+fn sign(n: usize) -> anyhow::Result<(f64, f64)> {
+    use shared::assertion::{Assertion, AssertionKeys, Identity, verify};
+    let keys = AssertionKeys::parse(&std::env::var("ASSERTION_KEYS")?)
+        .map_err(|e| anyhow::anyhow!("ASSERTION_KEYS: {e}"))?;
+    let jwks = keys.jwks();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let assertion = |i: usize| Assertion {
+        issuer: "http://app.bench".into(),
+        audience: "app.bench".into(),
+        identity: Identity {
+            user_id: format!("bench-owner-{i}"),
+            email: format!("owner{i}@bench.test"),
+            name: String::new(),
+            role: shared::rules::Role::User,
+            session: session_id("sign", i as u64).storage_hash(),
+        },
+        issued_at: now,
+        jwt_id: format!("bench-jti-{i:016}"),
+    };
+    let (mut signs, mut verifies) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let claims = assertion(i);
+        let started = Instant::now();
+        let token = std::hint::black_box(keys.sign(std::hint::black_box(&claims)));
+        signs.push(started.elapsed().as_secs_f64() * 1e6);
+        let started = Instant::now();
+        let verified = verify(&jwks, &token, "app.bench", now);
+        verifies.push(started.elapsed().as_secs_f64() * 1e6);
+        anyhow::ensure!(verified.is_ok(), "the assertion must verify");
+    }
+    signs.sort_by(f64::total_cmp);
+    verifies.sort_by(f64::total_cmp);
+    Ok((signs[n / 2], verifies[n / 2]))
+}
+
 fn session_id(seed: &str, i: u64) -> SessionId {
     let digest = hmac_sha256::Hash::hash(format!("{seed}:{i}").as_bytes());
     let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
@@ -123,17 +165,23 @@ fn main() -> anyhow::Result<()> {
             println!("{median:.3} {rate:.2}");
             Ok(())
         }
+        Some("sign") => {
+            let n: usize = arg(&args, 1, "N")?;
+            let (sign, verify) = sign(n.max(1))?;
+            println!("{sign:.2} {verify:.2}");
+            Ok(())
+        }
         // The origin's cache key names, from their one place (testkit::keys).
         Some("key") => {
             let name: String = arg(&args, 2, "NAME")?;
             match args.get(1).map(String::as_str) {
                 Some("session") => println!("{}", testkit::keys::session(&name)),
-                _ => anyhow::bail!("usage: bench_helper key session HASH | key user ID"),
+                _ => anyhow::bail!("usage: bench_helper key session HASH"),
             }
             Ok(())
         }
         _ => anyhow::bail!(
-            "usage: bench_helper mint SEED FROM COUNT IAT EXP | argon2 N | key session|user NAME"
+            "usage: bench_helper mint SEED FROM COUNT IAT EXP | argon2 N | sign N | key session NAME"
         ),
     }
 }

@@ -132,7 +132,8 @@ impl Origin {
         cmd
     }
 
-    /// Starts the process (again, after an exit) and waits until `/healthz` answers 200.
+    /// Starts the process (again, after an exit) and waits until `/healthz` (under
+    /// `MOUNT_PATH` when set) answers 200.
     pub async fn restart(&self) -> anyhow::Result<u32> {
         let mut guard = self.proc.lock().await;
         if guard
@@ -148,7 +149,14 @@ impl Origin {
         self.pid.store(pid, Ordering::SeqCst);
         *guard = Some(proc);
         drop(guard);
-        let api = Api::new(&self.url(), Duration::from_secs(2));
+        // Under a MOUNT_PATH the origin's own routes (`/healthz`) live below it.
+        let mount = self
+            .config
+            .env
+            .get("MOUNT_PATH")
+            .map(|m| m.trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        let api = Api::new(&format!("{}{mount}", self.url()), Duration::from_secs(2));
         crate::wait_until(
             "origin-api",
             Duration::from_secs(60),

@@ -34,6 +34,8 @@ pub const RECHECK: Duration = Duration::from_secs(2);
 
 struct Watched {
     sid: SessionId,
+    /// `sid`'s storage hash, computed once: a pass compares it for every connection.
+    hash: String,
     policy: Policy,
     closed: CancellationToken,
 }
@@ -70,6 +72,7 @@ impl Watcher {
         self.lock().insert(
             id,
             Watched {
+                hash: sid.storage_hash(),
                 sid,
                 policy,
                 closed: closed.clone(),
@@ -97,9 +100,12 @@ impl Watcher {
         let sessions: HashMap<String, SessionId> = self
             .lock()
             .values()
-            .map(|w| (w.sid.storage_hash(), w.sid.clone()))
+            .map(|w| (w.hash.clone(), w.sid.clone()))
             .collect();
-        let mut closed = 0;
+        // Each distinct session asked once; then one pass over the connections (not one
+        // per session: with thousands of connections that was quadratic).
+        let mut verdicts: HashMap<String, Option<shared::rules::Role>> =
+            HashMap::with_capacity(sessions.len());
         for (hash, sid) in sessions {
             let role = match sessions::still_live(core, &sid).await {
                 Ok(Some(role)) => Some(role),
@@ -111,15 +117,20 @@ impl Watcher {
                 Role::Admin => shared::rules::Role::Admin,
                 Role::User => shared::rules::Role::User,
             });
-            for w in self.lock().values() {
-                if w.sid.storage_hash() != hash || w.closed.is_cancelled() {
-                    continue;
-                }
-                let keep = role.is_some_and(|r| w.policy == Policy::Public || w.policy.admits(r));
-                if !keep {
-                    w.closed.cancel();
-                    closed += 1;
-                }
+            verdicts.insert(hash, role);
+        }
+        let mut closed = 0;
+        for w in self.lock().values() {
+            let Some(&role) = verdicts.get(&w.hash) else {
+                continue;
+            };
+            if w.closed.is_cancelled() {
+                continue;
+            }
+            let keep = role.is_some_and(|r| w.policy == Policy::Public || w.policy.admits(r));
+            if !keep {
+                w.closed.cancel();
+                closed += 1;
             }
         }
         closed

@@ -81,7 +81,7 @@ MODES = {
                   scales=[1_000, 20_000], expired=500, cleanup_runs=1,
                   argon2_samples=4, login_conns=8, storm_verify_conns=32, edge_conns=8,
                   criterion_secs=1, pass_limit=500, procs=[1, 2, 4], gw_runs=1, nginx_conns=16,
-                  latency_conns=8, sign_samples=200, ws_sockets=500, revokes=10, revoke_spread_ms=100,
+                  latency_conns=8, sign_samples=200, ws_sockets=200, revokes=10, revoke_spread_ms=100,
                   ws_hold=3),
 }
 

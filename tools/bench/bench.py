@@ -526,7 +526,7 @@ class Bench:
             total["has_round_trips"] = "__sum__sessiongate_cache_round_trips_total" in m
         return total
 
-    def wrk(self, url, script, script_args, threads, conns, dur, label):
+    def wrk(self, url, script, script_args, threads, conns, dur, label, shed_ok=False):
         cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{dur}s", "--timeout", "10s",
                "-s", str(LUA / script), url, "--", *map(str, script_args)]
         self.record_command(cmd)
@@ -536,10 +536,25 @@ class Bench:
             raise BenchError(f"wrk printed no summary for {label}: {p.stdout[-1000:]} {p.stderr[-1000:]}")
         r = json.loads(line[len("BENCH_JSON "):])
         r["rps"] = r["requests"] / (r["duration_us"] / 1e6) if r["duration_us"] else 0.0
+        # Non-2xx answers by status, from the scripts that count them (login.lua).
+        statuses = {}
+        for l in p.stdout.splitlines():
+            if l.startswith("BENCH_STATUS "):
+                for pair in l.split()[1].split(","):
+                    code, _, n = pair.partition(":")
+                    statuses[int(code)] = statuses.get(int(code), 0) + int(n)
+        r["statuses"] = statuses
+        # A 503 from the hashing pool or the database is load shedding on a saturated
+        # machine, not a wrong answer: counted and reported, not fatal when `shed_ok`.
+        shed = statuses.get(503, 0) if shed_ok else 0
+        r["shed"] = shed
         errors = r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
-        if r["requests"] == 0 or r["status_errors"] > 0.01 * r["requests"] or errors > 0.01 * max(r["requests"], 1):
-            raise BenchError(f"{label}: {r['requests']} requests, {r['status_errors']} non-2xx, "
-                             f"{errors} socket errors/timeouts")
+        if (r["requests"] == 0 or r["status_errors"] - shed > 0.01 * r["requests"]
+                or errors > 0.01 * max(r["requests"], 1)):
+            raise BenchError(f"{label}: {r['requests']} requests, {r['status_errors']} non-2xx "
+                             f"({statuses or 'statuses not counted'}), {errors} socket errors/timeouts")
+        if shed:
+            self.notes.append(f"{label}: {shed} of {r['requests']} requests answered 503 (load shedding)")
         self.raw.setdefault(label, []).append(r)
         return r
 
@@ -973,7 +988,8 @@ class Bench:
                     t_single, rate = map(float, run(cmd, timeout=600).stdout.split())
                     hashes.append(t_single)
                     parallel.append(rate)
-                    r = self.wrk(o["url"], "login.lua", login_args, 2, cfg["login_conns"], cfg["dur"], "login")
+                    r = self.wrk(o["url"], "login.lua", login_args, 2, cfg["login_conns"], cfg["dur"], "login",
+                                 shed_ok=True)
                     runs.append(r)
                     log(f"  login {r['rps']:.1f}/s p99 {r['p99_us'] / 1000:.0f} ms (bound {CORES * 1000 / t_single:.1f}/s, "
                         f"{rate:.1f}/s measured with {CORES} hashes at once)")
@@ -1000,7 +1016,7 @@ class Bench:
                 for i in range(max(1, cfg["runs"] - 2)):
                     idle.append(verify_run("verify-idle"))
                     t, box = self.wrk_async(o["url"], "login.lua", login_args, 1, cfg["login_conns"],
-                                            cfg["dur"] + 2, "login-during-storm")
+                                            cfg["dur"] + 2, "login-during-storm", shed_ok=True)
                     time.sleep(1)  # the storm is running before verification starts
                     storm.append(verify_run("verify-storm"))
                     storm_logins.append(self.joined(t, box))
@@ -1347,10 +1363,13 @@ class Bench:
         S = "Proxy mode (UPSTREAM_URL in front of the example app)"
         count, revokes = cfg["ws_sockets"], cfg["revokes"]
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if 2 * count + 2048 > limit:  # the origin holds two descriptors per socket
-            count = max(revokes, (limit - 2048) // 2)
-            self.notes.append(f"WebSockets: the open-files limit is {limit}, so {count} sockets instead of "
-                              f"{cfg['ws_sockets']}")
+        # The origin holds two descriptors per socket (client and upstream side) beside its
+        # own few dozen (listener, pools, epoll); a hard limit the bench may not raise caps it.
+        if 2 * count + 256 > limit:
+            count = max(revokes, (limit - 256) // 2)
+            self.notes.append(f"WebSockets: the open-files limit is {limit} per process (the bench may not "
+                              f"raise the hard limit here), and the origin holds two per socket: {count} "
+                              f"sockets instead of {cfg['ws_sockets']}")
         with self.phase(f"proxy mode: {count} WebSockets"):
             now = int(time.time())
             self.insert_sessions("ws", 0, count, "bench-owner-", cfg["owners"], now - 60, now - 60 + 7 * 86400)
@@ -1409,7 +1428,7 @@ class Bench:
                  note=f"{o_mib * 1024 / count:.1f} KiB per socket (client + upstream side); the app holding the "
                       f"same sockets: +{a_mib:.1f} MiB, {a_mib * 1024 / count:.1f} KiB per socket")
         self.row(S, f"origin CPU while holding them (session re-check every 2 s)", hold_cores, "cores",
-                 fmt="{:.3f}", note=f"Redis GETs {gets:.0f}/s for {count:,} sessions; "
+                 fmt="{:.3f}", note=f"Redis GETs {gets:.0f}/s for {count:,} sessions ({2 * gets / count:.2f} per session per 2 s period); "
                                     f"the origin's open-connections gauge: {gauge:.0f}")
         ms = sorted(closes["close_ms"])
         if closes["not_closed"] or not ms:

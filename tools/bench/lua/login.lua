@@ -8,9 +8,11 @@ package.path = debug.getinfo(1, "S").source:match("@(.*/)") .. "?.lua;" .. packa
 local report = require("report")
 
 local threads = 0
+local thread_list = {}
 function setup(thread)
   threads = threads + 1
   thread:set("tid", threads)
+  thread_list[threads] = thread
 end
 
 local reqs = {}
@@ -31,4 +33,26 @@ function request()
   return reqs[i]
 end
 
-done = report.done
+-- Answers other than 2xx, by status ("503:4,500:1"), so the driver can tell load
+-- shedding (503 with Retry-After) from wrong answers.
+local counts = {}
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    counts[status] = (counts[status] or 0) + 1
+    local parts = {}
+    for code, n in pairs(counts) do
+      parts[#parts + 1] = code .. ":" .. n
+    end
+    non2xx = table.concat(parts, ",")
+  end
+end
+
+function done(summary, latency, requests)
+  report.done(summary, latency, requests)
+  for _, thread in ipairs(thread_list) do
+    local c = thread:get("non2xx")
+    if c then
+      io.write("BENCH_STATUS " .. c .. "\n")
+    end
+  end
+end

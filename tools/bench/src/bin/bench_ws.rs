@@ -136,8 +136,9 @@ async fn main() -> anyhow::Result<()> {
     let gate = Arc::new(Semaphore::new(200));
     let failed = Arc::new(AtomicUsize::new(0));
     let mut jobs = Vec::with_capacity(count);
-    for cookie in cookies.iter().cloned() {
-        let (gate, url, failed) = (gate.clone(), url.clone(), failed.clone());
+    for cookie in &cookies {
+        let (gate, url, failed, cookie) =
+            (gate.clone(), url.clone(), failed.clone(), cookie.clone());
         jobs.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.ok()?;
             match open(&url, &cookie).await {

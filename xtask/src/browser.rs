@@ -133,7 +133,10 @@ async fn line(here: &std::path::Path, pg: &Postgres, redis: &Redis) -> anyhow::R
             .var("DATABASE_URL", db)
             .var("REDIS_URL", redis.url())
             .var("SESSION_KEYS", &keys)
-            .var("ASSERTION_KEYS", format!("line:{}", testkit::random_b64url(32)))
+            .var(
+                "ASSERTION_KEYS",
+                format!("line:{}", testkit::random_b64url(32)),
+            )
             .var("ASSERTION_AUDIENCE", "app.example.test")
             .var("COOKIE_SECURE", "false")
             .var("TRUSTED_PROXIES", "127.0.0.1/32")
@@ -145,13 +148,19 @@ async fn line(here: &std::path::Path, pg: &Postgres, redis: &Redis) -> anyhow::R
     .await?;
     let api = origin.api();
     if !api.wait_ready(Duration::from_secs(60)).await {
-        bail!("the origin is not ready; see {}", origin.log_path().display());
+        bail!(
+            "the origin is not ready; see {}",
+            origin.log_path().display()
+        );
     }
     let app_log = origin.log_path().with_file_name("example-app.log");
     let mut app_cmd = std::process::Command::new(testkit::target_dir().join("release/example-app"));
     app_cmd
         .env("BIND_ADDR", format!("127.0.0.1:{app_port}"))
-        .env("JWKS_URL", format!("{}/.well-known/jwks.json", origin.mounted_url()))
+        .env(
+            "JWKS_URL",
+            format!("{}/.well-known/jwks.json", origin.mounted_url()),
+        )
         .env("APP_AUDIENCE", "app.example.test");
     let mut app = Proc::spawn("example-app", app_cmd, &app_log)?;
     testkit::wait_until(

@@ -15,7 +15,11 @@ if [ -z "$WASM_BINDGEN_BIN" ] || ! command -v worker-build >/dev/null; then
   echo "edge-gate build: wasm-bindgen or worker-build missing; run tools/provision.sh" >&2
   exit 1
 fi
-export WASM_BINDGEN_BIN
+# The real wasm-bindgen, behind a wrapper that drops the name and producers sections.
+if [ "$WASM_BINDGEN_BIN" != "$crate_dir/scripts/wasm-bindgen.sh" ]; then
+  export SESSIONGATE_WASM_BINDGEN="$WASM_BINDGEN_BIN"
+fi
+export WASM_BINDGEN_BIN="$crate_dir/scripts/wasm-bindgen.sh"
 export ESBUILD_BIN="${ESBUILD_BIN:-$crate_dir/node_modules/.bin/esbuild}"
 if [ ! -x "$ESBUILD_BIN" ]; then
   echo "edge-gate build: $ESBUILD_BIN missing; run tools/provision.sh" >&2

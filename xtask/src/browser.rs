@@ -1,14 +1,18 @@
-//! `cargo xtask browser`: the pages' end-to-end test in a real browser, through the edge.
+//! `cargo xtask browser`: the end-to-end tests in a real browser, through the edge.
 //!
-//! headless Chromium (playwright-core) → wrangler dev (edge-gate) → origin-api → a private
-//! Postgres and Redis. Everything starts through testkit on free loopback ports; an ADMIN
-//! is bootstrapped with `origin-api create-admin`; `pages.test.mjs` gets the edge's address
-//! and the ADMIN by environment variables and rewrites the screenshots.
+//! Two lines, each started through testkit on free loopback ports over a private Postgres
+//! and Redis, each test getting its addresses and users by environment variables:
+//! - `pages.test.mjs`: headless Chromium (playwright-core) → wrangler dev (edge-gate) →
+//!   origin-api, with an ADMIN bootstrapped by `origin-api create-admin`; it rewrites the
+//!   screenshots.
+//! - `line.test.mjs`: Chromium → wrangler dev → origin-api in proxy mode under
+//!   `MOUNT_PATH=/auth` → the example app (`example-app`), with `ACCESS_RULES` on the edge
+//!   and the origin.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use testkit::{Edge, EdgeConfig, Origin, OriginConfig, Postgres, PostgresOptions, Redis};
+use testkit::{Edge, EdgeConfig, Origin, OriginConfig, Postgres, PostgresOptions, Proc, Redis};
 
 use crate::run::{cargo, cmd, status, status_within};
 
@@ -28,6 +32,15 @@ async fn origin(
         .var("SESSION_KEYS", keys)
         .var("COOKIE_SECURE", "false")
         .var("TRUSTED_PROXIES", "127.0.0.1/32")
+        // Every browser device reaches the origin as 127.0.0.1 (the edge forwards only
+        // CF-Connecting-IP, which wrangler dev sets to the socket's peer): the per-IP limits
+        // would count the whole suite as one client. The per-account failure bucket, which
+        // the rate-limit scenario exercises, keeps a one-minute window so its wait fits the
+        // page's message.
+        .var("RATE_LIMIT_LOGIN", "1000/60s")
+        .var("RATE_LIMIT_REGISTER", "1000/60s")
+        .var("RATE_LIMIT_ACCOUNT_UPDATE_IP", "1000/60s")
+        .var("RATE_LIMIT_LOGIN_ACCOUNT", "5/60s")
         .var(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -53,6 +66,10 @@ async fn origin(
     Ok((origin, email, password))
 }
 
+/// The line test's mount path and rules (the edge and the origin share both).
+const LINE_MOUNT: &str = "/auth";
+const LINE_RULES: &str = "/ = public; /app = authenticated";
+
 pub async fn run() -> anyhow::Result<()> {
     let here = testkit::repo_root().join("origin-api/tests/browser");
     if !std::path::Path::new(CHROMIUM).exists()
@@ -60,12 +77,21 @@ pub async fn run() -> anyhow::Result<()> {
     {
         bail!("Chromium or playwright-core is missing: run tools/provision.sh");
     }
-    // The release build the bench and the reliability suite use too: built once per CI run.
+    // The release builds the bench and the reliability suite use too: built once per CI
+    // run. One package per build: building them together would unify their dependencies'
+    // features and give a second, different origin-api binary.
     status(cargo(&["build", "--release", "-p", "origin-api"]))?;
-    let redis = Redis::start().await?;
+    status(cargo(&["build", "--release", "-p", "example-app"]))?;
     let pg = Postgres::start(PostgresOptions::default()).await?;
+    // A Redis each: the rate-limit buckets of one line must not fill the other's.
+    pages(&here, &pg, &Redis::start().await?).await?;
+    line(&here, &pg, &Redis::start().await?).await
+}
+
+/// `pages.test.mjs`: the pages through the edge.
+async fn pages(here: &std::path::Path, pg: &Postgres, redis: &Redis) -> anyhow::Result<()> {
     let keys = format!("browser:{}", testkit::random_b64url(32));
-    let (origin, email, password) = origin(&pg, &redis, &keys).await?;
+    let (origin, email, password) = origin(pg, redis, &keys).await?;
     let edge = Edge::start(
         EdgeConfig::default()
             .var("ORIGIN_URL", origin.url())
@@ -79,36 +105,136 @@ pub async fn run() -> anyhow::Result<()> {
         origin.url(),
         edge.url()
     );
+    let mut node = node_test("pages.test.mjs");
+    node.current_dir(here)
+        .env("EDGE_URL", edge.url())
+        .env("ADMIN_EMAIL", &email)
+        .env("ADMIN_PASSWORD", &password)
+        .env("SCREENSHOT_DIR", here.join("screenshots"));
+    let result = status_within(node, Duration::from_secs(900)).await;
+    if result.is_err() {
+        print_logs(&[
+            ("origin", origin.log_path().to_owned()),
+            ("edge", edge.log_path()),
+        ]);
+    }
+    edge.stop().await;
+    origin.stop(Duration::from_secs(15)).await;
+    result
+}
+
+/// `line.test.mjs`: the edge in front of the origin in proxy mode in front of the app.
+async fn line(here: &std::path::Path, pg: &Postgres, redis: &Redis) -> anyhow::Result<()> {
+    let keys = format!("line:{}", testkit::random_b64url(32));
+    let app_port = testkit::ports::free_port()?;
+    let db = pg.create_database("sessiongate_line").await?;
+    let origin = Origin::start(
+        OriginConfig::new(Origin::release_bin())
+            .var("DATABASE_URL", db)
+            .var("REDIS_URL", redis.url())
+            .var("SESSION_KEYS", &keys)
+            .var(
+                "ASSERTION_KEYS",
+                format!("line:{}", testkit::random_b64url(32)),
+            )
+            .var("ASSERTION_AUDIENCE", "app.example.test")
+            .var("COOKIE_SECURE", "false")
+            .var("TRUSTED_PROXIES", "127.0.0.1/32")
+            .var("MOUNT_PATH", LINE_MOUNT)
+            .var("ACCESS_RULES", LINE_RULES)
+            .var("UPSTREAM_URL", format!("http://127.0.0.1:{app_port}"))
+            .var("RUST_LOG", "info"),
+    )
+    .await?;
+    let api = origin.api();
+    if !api.wait_ready(Duration::from_secs(60)).await {
+        bail!(
+            "the origin is not ready; see {}",
+            origin.log_path().display()
+        );
+    }
+    let app_log = origin.log_path().with_file_name("example-app.log");
+    let mut app_cmd = std::process::Command::new(testkit::target_dir().join("release/example-app"));
+    app_cmd
+        .env("BIND_ADDR", format!("127.0.0.1:{app_port}"))
+        .env(
+            "JWKS_URL",
+            format!("{}/.well-known/jwks.json", origin.mounted_url()),
+        )
+        .env("APP_AUDIENCE", "app.example.test");
+    let mut app = Proc::spawn("example-app", app_cmd, &app_log)?;
+    testkit::wait_until(
+        "example-app",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async { Ok(std::net::TcpStream::connect(("127.0.0.1", app_port)).is_ok()) },
+    )
+    .await?;
+    let email = format!("line-{}@example.test", std::process::id());
+    let password = format!("line-{}", testkit::random_b64url(18));
+    let registered = api.register(&email, &password, Some("Line User")).await?;
+    if registered.status != 201 {
+        bail!("registering the line test's user: {}", registered.text());
+    }
+    let edge = Edge::start(
+        EdgeConfig::default()
+            .var("ORIGIN_URL", origin.url())
+            .var("COOKIE_SECURE", "false")
+            .var("MOUNT_PATH", LINE_MOUNT)
+            .var("ACCESS_RULES", LINE_RULES)
+            .secret("SESSION_KEYS", &keys),
+    )
+    .await
+    .context("starting wrangler dev")?;
+    println!(
+        "browser: the example app on :{app_port} behind the origin {} (proxy mode) behind the edge {}",
+        origin.url(),
+        edge.url()
+    );
+    let mut node = node_test("line.test.mjs");
+    node.current_dir(here)
+        .env("EDGE_URL", edge.url())
+        .env("MOUNT", LINE_MOUNT)
+        .env("APP_USER_EMAIL", &email)
+        .env("APP_USER_PASSWORD", &password)
+        .env("SCREENSHOT_DIR", here.join("screenshots"));
+    let result = status_within(node, Duration::from_secs(300)).await;
+    if result.is_err() {
+        print_logs(&[
+            ("origin", origin.log_path().to_owned()),
+            ("edge", edge.log_path()),
+            ("example app", app_log.clone()),
+        ]);
+    }
+    edge.stop().await;
+    app.stop(Duration::from_secs(5)).await;
+    origin.stop(Duration::from_secs(15)).await;
+    result
+}
+
+/// `node --test` on one file, in order, with Chromium's path.
+fn node_test(file: &str) -> std::process::Command {
     let mut node = cmd(
         "node",
         &[
             "--test",
             "--test-concurrency=1",
             "--test-reporter=spec",
-            "pages.test.mjs",
+            file,
         ],
     );
-    node.current_dir(&here)
-        .env("EDGE_URL", edge.url())
-        .env("ADMIN_EMAIL", &email)
-        .env("ADMIN_PASSWORD", &password)
-        .env("CHROMIUM", CHROMIUM)
-        .env("SCREENSHOT_DIR", here.join("screenshots"));
-    let result = status_within(node, Duration::from_secs(900)).await;
-    if result.is_err() {
-        for (name, log) in [
-            ("origin", origin.log_path().to_owned()),
-            ("edge", edge.log_path()),
-        ] {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            eprintln!(
-                "\n--- last lines of the {name} log ---\n{}",
-                lines[lines.len().saturating_sub(40)..].join("\n")
-            );
-        }
+    node.env("CHROMIUM", CHROMIUM);
+    node
+}
+
+/// The last lines of each log, after a failure.
+fn print_logs(logs: &[(&str, std::path::PathBuf)]) {
+    for (name, log) in logs {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!(
+            "\n--- last lines of the {name} log ---\n{}",
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        );
     }
-    edge.stop().await;
-    origin.stop(Duration::from_secs(15)).await;
-    result
 }

@@ -212,6 +212,14 @@ impl<S: Send + Sync> FromRequestParts<S> for PageQuery {
     }
 }
 
+/// `BODY_READ_TIMEOUT`, put on every request by [`crate::http::serve`]: the time a body
+/// sessiongate reads itself may take to arrive in full. The body's per-frame idle timeout
+/// (the same value) catches a stalled body but not one trickled a byte at a time, which
+/// would hold its connection and handler open indefinitely. Proxied bodies (uploads to the
+/// app) have the idle timeout only.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyReadTimeout(pub std::time::Duration);
+
 /// A JSON object body: 415 unless `application/json`, 413 over 64 KiB (by `Content-Length`
 /// before reading, while reading otherwise), 408 when it has not fully arrived within
 /// `BODY_READ_TIMEOUT`, 400 unless it parses to an object.
@@ -231,7 +239,15 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         if !essence.eq_ignore_ascii_case("application/json") {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        let timeout = req.extensions().get::<BodyReadTimeout>().map(|t| t.0);
+        let read = Bytes::from_request(req, state);
+        let bytes = match timeout {
+            Some(limit) => tokio::time::timeout(limit, read)
+                .await
+                .map_err(|_| ApiError::BodyTimeout)?,
+            None => read.await,
+        }
+        .map_err(body_error)?;
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(JsonObject(map)),
             Ok(_) => Err(ApiError::BadRequest(

@@ -196,6 +196,14 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
     )
 }
 
+/// Drops a client's `X-Request-Id` before the origin sets its own: the id in the logs and
+/// in the answer is always the origin's, never one a client chose (log forging,
+/// correlation spoofing; the reliability suite's abuse scenario checks it).
+pub fn drop_client_request_id(mut req: Request) -> Request {
+    req.headers_mut().remove("x-request-id");
+    req
+}
+
 /// Request ids: 32 hex digits, a random per-process prefix and a counter, unique without
 /// reading the OS random source on every request (a `getrandom` call per request showed
 /// in the warm-verify profile).

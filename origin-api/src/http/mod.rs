@@ -37,7 +37,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::util::{MapResponse, MapResponseLayer};
+use tower::util::{MapRequestLayer, MapResponse, MapResponseLayer};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -48,7 +48,7 @@ use tower_http::trace::TraceLayer;
 use shared::paths::MountPath;
 
 use crate::http::context::Peer;
-use crate::http::extract::MAX_BODY;
+use crate::http::extract::{BodyReadTimeout, MAX_BODY};
 use crate::http::middleware::{CounterRequestId, Observed};
 use crate::http::pages::SECURITY_HEADERS;
 use crate::http::state::AppState;
@@ -182,6 +182,10 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(CatchPanicLayer::custom(middleware::panic_response))
+                .layer(MapRequestLayer::new(
+                    middleware::drop_client_request_id
+                        as fn(axum::extract::Request) -> axum::extract::Request,
+                ))
                 .layer(SetRequestIdLayer::x_request_id(CounterRequestId))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(TraceLayer::new_for_http())
@@ -204,7 +208,8 @@ pub fn service(router: Router) -> Service {
 /// Accepts connections until `shutdown` resolves, then lets in-flight requests finish (up
 /// to `grace`) while no new request starts on an open connection. Connections may upgrade
 /// (proxy mode's WebSockets). Request bodies time out after `body_timeout` without data
-/// (408).
+/// (408); the bodies sessiongate reads itself must also arrive in full within it
+/// ([`BodyReadTimeout`]).
 pub async fn serve(
     service: Service,
     listener: TcpListener,
@@ -239,6 +244,7 @@ pub async fn serve(
                 let service = service.clone();
                 let per_connection = tower::service_fn(move |mut req: Request<Incoming>| {
                     req.extensions_mut().insert(Peer(peer));
+                    req.extensions_mut().insert(BodyReadTimeout(body_timeout));
                     service.clone().oneshot(req)
                 });
                 let conn = builder

@@ -377,6 +377,21 @@ async fn health_ready_metrics_and_routing() {
     assert_eq!(r.status, 404);
     assert!(r.body["error"].is_string());
     assert!(r.header("x-request-id").is_some_and(|v| !v.is_empty()));
+    // A client's own request id is replaced, never echoed (regression: the axum move let
+    // tower-http keep it).
+    let r = s
+        .anon()
+        .req(Method::GET, "/healthz")
+        .header("x-request-id", "injected")
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("x-request-id")
+            .is_some_and(|v| v.len() == 32 && v != "injected"),
+        "{:?}",
+        r.header("x-request-id")
+    );
     let r = s.anon().req(Method::PUT, "/api/v1/auth/me").send().await;
     assert_eq!(r.status, 405);
     assert!(r.body["error"].is_string());

@@ -32,12 +32,10 @@ async fn app(jwks: &str) -> SocketAddr {
 }
 
 /// sessiongate in proxy mode in front of the example app. The app reads sessiongate's
-/// JWK Set, which needs sessiongate's key first: both keep the same `DATA_DIR` key file.
+/// JWK Set at start-up, before the proxy's address is known: a first instance with the
+/// same `ASSERTION_KEYS` serves it.
 async fn proxied(extra: &[(&str, &str)]) -> TestApp {
-    // A first instance only to learn the JWK Set the proxy will use.
-    let keys_dir = tempfile::tempdir().expect("dir");
     let seed = "local:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY";
-    let _ = keys_dir;
     let jwks_app = TestApp::start_with(&[("ASSERTION_KEYS", seed)]).await;
     let jwks = format!("{}/.well-known/jwks.json", jwks_app.base);
     let addr = app(&jwks).await;

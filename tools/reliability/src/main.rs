@@ -117,8 +117,8 @@ fn origin_config(
     log: PathBuf,
 ) -> OriginConfig {
     use cx::{
-        BODY_READ_TIMEOUT_SECS, HEADER_READ_TIMEOUT_SECS, SESSION_CACHE_TTL_SECS,
-        SHUTDOWN_GRACE_SECS,
+        BODY_READ_TIMEOUT_SECS, HEADER_READ_TIMEOUT_SECS, PASSWORD_QUEUE_MAX,
+        SESSION_CACHE_TTL_SECS, SHUTDOWN_GRACE_SECS,
     };
     let mut config = OriginConfig::new(bin)
         .var("DATABASE_URL", database_url)
@@ -135,6 +135,7 @@ fn origin_config(
         )
         .var("BODY_READ_TIMEOUT", format!("{BODY_READ_TIMEOUT_SECS}s"))
         .var("SHUTDOWN_GRACE", format!("{SHUTDOWN_GRACE_SECS}s"))
+        .var("PASSWORD_QUEUE_MAX", PASSWORD_QUEUE_MAX.to_string())
         // Traffic logs the same accounts in many times; the per-IP limit keeps its
         // default and is what the rate-limit checks exercise.
         .var("RATE_LIMIT_LOGIN_ACCOUNT", "100000/15m")

@@ -104,9 +104,21 @@ impl Origin {
         format!("http://{}", self.addr())
     }
 
-    /// A client for this origin (60 s per request).
+    /// Where sessiongate's own routes live: `http://127.0.0.1:<port>` plus its
+    /// `MOUNT_PATH`, without the trailing slash.
+    pub fn mounted_url(&self) -> String {
+        let mount = self
+            .config
+            .env
+            .get("MOUNT_PATH")
+            .map_or("", |m| m.trim_end_matches('/'));
+        format!("{}{mount}", self.url())
+    }
+
+    /// A client for sessiongate's own routes on this origin, under its `MOUNT_PATH` (60 s
+    /// per request).
     pub fn api(&self) -> Api {
-        Api::new(&self.url(), Duration::from_secs(60))
+        Api::new(&self.mounted_url(), Duration::from_secs(60))
     }
 
     pub fn log_path(&self) -> &Path {
@@ -149,14 +161,7 @@ impl Origin {
         self.pid.store(pid, Ordering::SeqCst);
         *guard = Some(proc);
         drop(guard);
-        // Under a MOUNT_PATH the origin's own routes (`/healthz`) live below it.
-        let mount = self
-            .config
-            .env
-            .get("MOUNT_PATH")
-            .map(|m| m.trim_end_matches('/').to_owned())
-            .unwrap_or_default();
-        let api = Api::new(&format!("{}{mount}", self.url()), Duration::from_secs(2));
+        let api = Api::new(&self.mounted_url(), Duration::from_secs(2));
         crate::wait_until(
             "origin-api",
             Duration::from_secs(60),

@@ -28,6 +28,11 @@ use crate::store::Store;
 
 /// How often histogram samples are folded into buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// How often the pending last-use touches are written (one query per flush, however many
+/// sessions were used; BENCHMARKS.md measured one UPDATE per session at 0.04 queries per
+/// warm verify, queueing for the pool).
+const TOUCH_FLUSH: Duration = Duration::from_secs(1);
 /// How long shutdown waits for background work (audit rows, evictions) to finish.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -128,6 +133,7 @@ impl App {
                 .max_capacity(config.memory_cache_capacity)
                 .time_to_live(config.session_touch_interval)
                 .build(),
+            pending_touches: std::sync::Mutex::default(),
             policy: Policy::from_config(&config),
             user_agents: woothee::parser::Parser::new(),
             clock: options.clock,
@@ -162,8 +168,9 @@ impl App {
         }
     }
 
-    /// Starts the periodic jobs (expired-session cleanup, metrics upkeep); they end when
-    /// [`App::close`] begins.
+    /// Starts the periodic jobs (expired-session cleanup, the gateway's watcher, metrics
+    /// upkeep, last-use touches); they end when [`App::close`] begins (the touches after one
+    /// last flush).
     pub fn start_jobs(&self) {
         let core = self.core.clone();
         let stop = core.background.stopping();
@@ -171,6 +178,20 @@ impl App {
             .spawn(crate::cleanup::periodic(core.clone(), stop.clone()));
         core.background
             .spawn(self.gateway.watcher.clone().run(core.clone(), stop.clone()));
+        let touches = core.clone();
+        let touches_stop = stop.clone();
+        core.background.spawn(async move {
+            let mut ticker = tokio::time::interval(TOUCH_FLUSH);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => crate::domain::sessions::flush_touches(&touches).await,
+                    () = touches_stop.cancelled() => {
+                        crate::domain::sessions::flush_touches(&touches).await;
+                        return;
+                    }
+                }
+            }
+        });
         let metrics = core.metrics.clone();
         core.background.spawn(async move {
             let mut ticker = tokio::time::interval(METRICS_UPKEEP);

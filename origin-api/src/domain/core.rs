@@ -63,4 +63,7 @@ pub struct Core {
     /// Sessions whose last use this instance recorded within `touch_interval` (bounded;
     /// see `sessions::touch`).
     pub recently_touched: moka::sync::Cache<String, ()>,
+    /// Sessions used since the last flush of last-use touches (see
+    /// `sessions::flush_touches`).
+    pub pending_touches: std::sync::Mutex<Vec<String>>,
 }

@@ -403,31 +403,57 @@ fn live(
 
 /// Records a use of the session (`lastUsedAt`) at most once per `SESSION_TOUCH_INTERVAL`,
 /// off the request path: this instance remembers which sessions it touched within the
-/// interval (a bounded in-process set), and the write itself is conditional, so several
-/// instances still write a session's row at most once per interval. `last_used` is the
-/// row's value when the caller read it.
+/// interval (a bounded in-process set) and queues the others for [`flush_touches`], which
+/// writes them all in one conditional query, so several instances still write a session's
+/// row at most once per interval. `last_used` is the row's value when the caller read it.
 fn touch(
     core: &Arc<Core>,
     hash: &SessionHash,
     now: DateTime<Utc>,
     last_used: Option<DateTime<Utc>>,
 ) {
-    let interval = delta(core.policy.touch_interval);
-    let since = now - interval;
+    let since = now - delta(core.policy.touch_interval);
     if last_used.is_some_and(|t| t >= since) || core.recently_touched.contains_key(hash.as_str()) {
         return;
     }
     core.recently_touched.insert(hash.as_str().to_owned(), ());
-    let store = core.store.clone();
-    let touches = core.metrics.touches.clone();
-    let id = hash.as_str().to_owned();
-    core.background.spawn(async move {
-        match store.touch_session(&id, now, since).await {
-            Ok(true) => touches.increment(1),
-            Ok(false) => {}
+    let mut pending = core
+        .pending_touches
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    // Best effort: beyond this many sessions between two flushes, uses go unrecorded
+    // until their next touch.
+    if pending.len() < MAX_PENDING_TOUCHES {
+        pending.push(hash.as_str().to_owned());
+    }
+}
+
+/// At most this many sessions wait for one flush of touches.
+const MAX_PENDING_TOUCHES: usize = 100_000;
+/// Sessions per touch query.
+const TOUCH_BATCH: usize = 1_000;
+
+/// Writes the queued last-use touches: one conditional `UPDATE` per 1,000 sessions (a row
+/// already touched within the interval, by this instance or another, is left alone).
+/// Called every second by the app's periodic jobs, and once more at shutdown.
+pub async fn flush_touches(core: &Arc<Core>) {
+    let pending = std::mem::take(
+        &mut *core
+            .pending_touches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
+    if pending.is_empty() {
+        return;
+    }
+    let now = whole_seconds(core.clock.now());
+    let since = now - delta(core.policy.touch_interval);
+    for batch in pending.chunks(TOUCH_BATCH) {
+        match core.store.touch_sessions(batch, now, since).await {
+            Ok(written) => core.metrics.touches.increment(written),
             Err(e) => tracing::debug!(error = %short(&e), "last use not recorded"),
         }
-    });
+    }
 }
 
 /// The sliding refresh: past half of `SESSION_TTL`, extend to a full TTL (capped by

@@ -403,22 +403,22 @@ impl Store {
         Ok(true)
     }
 
-    /// Records a use of the session at `now`, unless one was recorded since `since`
-    /// (concurrent touches write once). True when written.
-    pub async fn touch_session(
+    /// Sets `last_used_at = now` on the given sessions whose last use is older than
+    /// `since`, in one query; returns the rows written.
+    pub async fn touch_sessions(
         &self,
-        id: &str,
+        ids: &[String],
         now: DateTime<Utc>,
         since: DateTime<Utc>,
-    ) -> Result<bool, DbErr> {
+    ) -> Result<u64, DbErr> {
         self.count();
         let r = session::Entity::update_many()
             .col_expr(session::Column::LastUsedAt, Expr::value(now))
-            .filter(session::Column::Id.eq(id))
+            .filter(session::Column::Id.is_in(ids.iter().cloned()))
             .filter(session::Column::LastUsedAt.lt(since))
             .exec(&self.db)
             .await?;
-        Ok(r.rows_affected == 1)
+        Ok(r.rows_affected)
     }
 
     /// The live session and its user in one query (the cache-miss path of verify).

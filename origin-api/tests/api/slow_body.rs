@@ -9,18 +9,9 @@ use crate::support::TestApp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-#[tokio::test]
-async fn a_stalled_body_is_answered_408_and_the_connection_closed() {
-    let s = TestApp::start_with(&[("BODY_READ_TIMEOUT", "1s")]).await;
-    let mut stream = TcpStream::connect(s.host()).await.expect("connect");
-    let head = format!(
-        "POST /api/v1/auth/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-         Content-Length: 100\r\n\r\n{{\"email\":",
-        s.host()
-    );
-    stream.write_all(head.as_bytes()).await.expect("write");
-    // Nothing more is sent; the server must answer and close on its own (the bound here
-    // only keeps a broken server from hanging the test).
+/// Reads the answer to its end: a JSON 408 with `Connection: close`, the connection then
+/// closed by the server (the 60 s bound only keeps a broken server from hanging the test).
+async fn expect_408_and_close(stream: &mut (impl tokio::io::AsyncRead + Unpin)) {
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer))
         .await
@@ -33,6 +24,20 @@ async fn a_stalled_body_is_answered_408_and_the_connection_closed() {
         "{text}"
     );
     assert!(text.contains("\"error\""), "{text}");
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_408_and_the_connection_closed() {
+    let s = TestApp::start_with(&[("BODY_READ_TIMEOUT", "1s")]).await;
+    let mut stream = TcpStream::connect(s.host()).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"email\":",
+        s.host()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    // Nothing more is sent; the server must answer and close on its own.
+    expect_408_and_close(&mut stream).await;
     // The server still serves.
     let r = s.anon().get("/healthz").await;
     assert_eq!(r.status, 200);
@@ -67,17 +72,7 @@ async fn a_trickled_body_is_cut_at_body_read_timeout() {
         }
         write
     });
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), read.read_to_end(&mut answer))
-        .await
-        .expect("the server neither answered nor closed")
-        .expect("read");
-    let text = String::from_utf8_lossy(&answer);
-    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
-    assert!(
-        text.to_ascii_lowercase().contains("connection: close"),
-        "{text}"
-    );
+    expect_408_and_close(&mut read).await;
     trickle.abort();
     let r = s.anon().get("/healthz").await;
     assert_eq!(r.status, 200);

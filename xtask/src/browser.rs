@@ -18,6 +18,50 @@ use crate::run::{cargo, cmd, status, status_within};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
+/// What both lines' origins share: a database of their own on `pg`, `redis`, the session
+/// keys, plain http behind the edge on loopback.
+async fn base_config(
+    pg: &Postgres,
+    database: &str,
+    redis: &Redis,
+    keys: &str,
+) -> anyhow::Result<OriginConfig> {
+    Ok(OriginConfig::new(Origin::release_bin())
+        .var("DATABASE_URL", pg.create_database(database).await?)
+        .var("REDIS_URL", redis.url())
+        .var("SESSION_KEYS", keys)
+        .var("COOKIE_SECURE", "false")
+        .var("TRUSTED_PROXIES", "127.0.0.1/32")
+        .var(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        ))
+}
+
+/// Starts the origin and waits until `/readyz` (under its mount path) answers 200.
+async fn start_ready(config: OriginConfig) -> anyhow::Result<Origin> {
+    let origin = Origin::start(config).await?;
+    if !origin.api().wait_ready(Duration::from_secs(60)).await {
+        bail!(
+            "the origin is not ready; see {}",
+            origin.log_path().display()
+        );
+    }
+    Ok(origin)
+}
+
+/// The edge in front of `origin`, with the same session keys and `extra` variables.
+async fn edge(origin: &Origin, keys: &str, extra: &[(&str, &str)]) -> anyhow::Result<Edge> {
+    let config = extra.iter().fold(
+        EdgeConfig::default()
+            .var("ORIGIN_URL", origin.url())
+            .var("COOKIE_SECURE", "false")
+            .secret("SESSION_KEYS", keys),
+        |config, (name, value)| config.var(name, *value),
+    );
+    Edge::start(config).await.context("starting wrangler dev")
+}
+
 /// The origin on its own Postgres and Redis, with an ADMIN; returns it and the ADMIN's
 /// email and password.
 async fn origin(
@@ -25,13 +69,8 @@ async fn origin(
     redis: &Redis,
     keys: &str,
 ) -> anyhow::Result<(Origin, String, String)> {
-    let db = pg.create_database("sessiongate_browser").await?;
-    let config = OriginConfig::new(Origin::release_bin())
-        .var("DATABASE_URL", db)
-        .var("REDIS_URL", redis.url())
-        .var("SESSION_KEYS", keys)
-        .var("COOKIE_SECURE", "false")
-        .var("TRUSTED_PROXIES", "127.0.0.1/32")
+    let config = base_config(pg, "sessiongate_browser", redis, keys)
+        .await?
         // Every browser device reaches the origin as 127.0.0.1 (the edge forwards only
         // CF-Connecting-IP, which wrangler dev sets to the socket's peer): the per-IP limits
         // would count the whole suite as one client. The per-account failure bucket, which
@@ -40,18 +79,8 @@ async fn origin(
         .var("RATE_LIMIT_LOGIN", "1000/60s")
         .var("RATE_LIMIT_REGISTER", "1000/60s")
         .var("RATE_LIMIT_ACCOUNT_UPDATE_IP", "1000/60s")
-        .var("RATE_LIMIT_LOGIN_ACCOUNT", "5/60s")
-        .var(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        );
-    let origin = Origin::start(config).await?;
-    if !origin.api().wait_ready(Duration::from_secs(60)).await {
-        bail!(
-            "the origin is not ready; see {}",
-            origin.log_path().display()
-        );
-    }
+        .var("RATE_LIMIT_LOGIN_ACCOUNT", "5/60s");
+    let origin = start_ready(config).await?;
     let email = format!("admin-{}@example.test", std::process::id());
     let password = format!("admin-{}", testkit::random_b64url(18));
     let out = origin
@@ -92,14 +121,7 @@ pub async fn run() -> anyhow::Result<()> {
 async fn pages(here: &std::path::Path, pg: &Postgres, redis: &Redis) -> anyhow::Result<()> {
     let keys = format!("browser:{}", testkit::random_b64url(32));
     let (origin, email, password) = origin(pg, redis, &keys).await?;
-    let edge = Edge::start(
-        EdgeConfig::default()
-            .var("ORIGIN_URL", origin.url())
-            .var("COOKIE_SECURE", "false")
-            .secret("SESSION_KEYS", &keys),
-    )
-    .await
-    .context("starting wrangler dev")?;
+    let edge = edge(&origin, &keys, &[]).await?;
     println!(
         "browser: origin {} behind the edge {}",
         origin.url(),
@@ -127,32 +149,18 @@ async fn pages(here: &std::path::Path, pg: &Postgres, redis: &Redis) -> anyhow::
 async fn line(here: &std::path::Path, pg: &Postgres, redis: &Redis) -> anyhow::Result<()> {
     let keys = format!("line:{}", testkit::random_b64url(32));
     let app_port = testkit::ports::free_port()?;
-    let db = pg.create_database("sessiongate_line").await?;
-    let origin = Origin::start(
-        OriginConfig::new(Origin::release_bin())
-            .var("DATABASE_URL", db)
-            .var("REDIS_URL", redis.url())
-            .var("SESSION_KEYS", &keys)
-            .var(
-                "ASSERTION_KEYS",
-                format!("line:{}", testkit::random_b64url(32)),
-            )
-            .var("ASSERTION_AUDIENCE", "app.example.test")
-            .var("COOKIE_SECURE", "false")
-            .var("TRUSTED_PROXIES", "127.0.0.1/32")
-            .var("MOUNT_PATH", LINE_MOUNT)
-            .var("ACCESS_RULES", LINE_RULES)
-            .var("UPSTREAM_URL", format!("http://127.0.0.1:{app_port}"))
-            .var("RUST_LOG", "info"),
-    )
-    .await?;
+    let config = base_config(pg, "sessiongate_line", redis, &keys)
+        .await?
+        .var(
+            "ASSERTION_KEYS",
+            format!("line:{}", testkit::random_b64url(32)),
+        )
+        .var("ASSERTION_AUDIENCE", "app.example.test")
+        .var("MOUNT_PATH", LINE_MOUNT)
+        .var("ACCESS_RULES", LINE_RULES)
+        .var("UPSTREAM_URL", format!("http://127.0.0.1:{app_port}"));
+    let origin = start_ready(config).await?;
     let api = origin.api();
-    if !api.wait_ready(Duration::from_secs(60)).await {
-        bail!(
-            "the origin is not ready; see {}",
-            origin.log_path().display()
-        );
-    }
     let app_log = origin.log_path().with_file_name("example-app.log");
     let mut app_cmd = std::process::Command::new(testkit::target_dir().join("release/example-app"));
     app_cmd
@@ -176,16 +184,12 @@ async fn line(here: &std::path::Path, pg: &Postgres, redis: &Redis) -> anyhow::R
     if registered.status != 201 {
         bail!("registering the line test's user: {}", registered.text());
     }
-    let edge = Edge::start(
-        EdgeConfig::default()
-            .var("ORIGIN_URL", origin.url())
-            .var("COOKIE_SECURE", "false")
-            .var("MOUNT_PATH", LINE_MOUNT)
-            .var("ACCESS_RULES", LINE_RULES)
-            .secret("SESSION_KEYS", &keys),
+    let edge = edge(
+        &origin,
+        &keys,
+        &[("MOUNT_PATH", LINE_MOUNT), ("ACCESS_RULES", LINE_RULES)],
     )
-    .await
-    .context("starting wrangler dev")?;
+    .await?;
     println!(
         "browser: the example app on :{app_port} behind the origin {} (proxy mode) behind the edge {}",
         origin.url(),

@@ -19,7 +19,7 @@ use crate::domain::core::{Core, Policy};
 use crate::domain::error::short;
 use crate::gateway::Gateway;
 use crate::http::pages::Pages;
-use crate::http::state::AppState;
+use crate::http::state::{self, AppState};
 use crate::http::upstream::Upstream;
 use crate::metrics::Metrics;
 use crate::passwords::{Passwords, PoolMetrics};
@@ -159,13 +159,13 @@ impl App {
 
     /// What the HTTP layer works with.
     pub fn state(&self) -> AppState {
-        AppState {
+        AppState::new(state::Parts {
             core: self.core.clone(),
             config: self.config.clone(),
             gateway: self.gateway.clone(),
             pages: self.pages.clone(),
             upstream: self.upstream.clone(),
-        }
+        })
     }
 
     /// Starts the periodic jobs (expired-session cleanup, the gateway's watcher, metrics

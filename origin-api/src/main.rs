@@ -34,7 +34,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    pin_mmap_threshold();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,28 +44,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Keeps every allocation of 1 MiB or more in its own `mmap`, returned to the system when
-/// freed. Each argon2id hash allocates a 19 MiB working area; after the first such free,
-/// glibc raises its mmap threshold above 19 MiB and serves later areas from the malloc
-/// heaps of whichever blocking-pool threads run the hashes, where they fragment and stay:
-/// the reliability suite measured 716 MiB resident after 540 hashes and 1.2 GiB peak before
-/// its load round (51 MiB and 158 MiB with the threshold pinned). Setting the threshold
-/// explicitly also turns that dynamic adjustment off.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn pin_mmap_threshold() {
-    const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
-    unsafe extern "C" {
-        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
-    }
-    // SAFETY: mallopt only tunes glibc's allocator; it runs first in main, before any
-    // other thread exists, with a documented parameter and a value within its range.
-    unsafe {
-        mallopt(M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn pin_mmap_threshold() {}
+/// mimalloc, not glibc's malloc. Its per-thread free lists take the many small allocations
+/// of a request (hyper's buffers, header maps, boxed futures) off glibc's shared arenas,
+/// where a fifth of the warm-verify CPU went (`_int_malloc`, `malloc_consolidate`,
+/// `unlink_chunk`; BENCHMARKS.md). It also serves each argon2id hash's 19 MiB working area
+/// from its own segment, returned to the system after a short delay once freed: glibc kept
+/// those areas in whichever blocking-pool thread's heap ran the hash until its mmap
+/// threshold was pinned (716 MiB resident after 540 hashes; the reliability suite's load
+/// scenario bounds the peak).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env()?;

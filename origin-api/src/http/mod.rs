@@ -20,15 +20,12 @@ pub mod state;
 pub mod types;
 pub mod upstream;
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::{CACHE_CONTROL, HeaderName, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, Request};
-use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post};
 use hyper::body::Incoming;
@@ -41,7 +38,6 @@ use tower::util::{MapRequestLayer, MapResponse, MapResponseLayer};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -49,7 +45,7 @@ use shared::paths::MountPath;
 
 use crate::http::context::Peer;
 use crate::http::extract::{BodyReadTimeout, MAX_BODY};
-use crate::http::middleware::{CounterRequestId, Observed};
+use crate::http::middleware::{CounterRequestId, GateLayer};
 use crate::http::pages::SECURITY_HEADERS;
 use crate::http::state::AppState;
 
@@ -133,8 +129,8 @@ fn routes(list: Vec<(String, MethodRouter<AppState>)>) -> Router<AppState> {
 
 /// Every route, with every layer, outermost first: a panic answers 500; the request id is
 /// set and echoed; tracing (at `debug`: a formatted line per request cost a quarter of
-/// warm-verify throughput at `info`); metrics by route; the request context, deferred
-/// headers and HSTS; the CSRF rule; the body limit. API answers carry
+/// warm-verify throughput at `info`); the [`GateLayer`] (request context, CSRF rule,
+/// deferred headers, HSTS, metrics by route); the body limit. API answers carry
 /// `Cache-Control: no-store` and `nosniff`; pages their security headers.
 pub fn router(state: AppState) -> Router {
     let mount = &state.config.mount;
@@ -144,37 +140,18 @@ pub fn router(state: AppState) -> Router {
         page_list.retain(|(path, _)| *path != "/");
     }
     let (api, pages) = (mounted(mount, api_routes()), mounted(mount, page_list));
-    let metrics = &state.core.metrics;
-    let observed = Observed {
-        routes: Arc::new(
-            api.iter()
-                .chain(&pages)
-                .map(|(path, _)| {
-                    let pattern: &'static str = Box::leak(path.clone().into_boxed_str());
-                    (pattern, metrics.route(pattern))
-                })
-                .collect::<HashMap<_, _>>(),
-        ),
-        unmatched: Arc::new(metrics.route("unmatched")),
-        state: state.clone(),
-    };
-    let api = routes(api)
-        .layer(SetResponseHeaderLayer::overriding(
-            CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ));
-    let pages = SECURITY_HEADERS
-        .iter()
-        .fold(routes(pages), |router, (name, value)| {
-            router.layer(SetResponseHeaderLayer::overriding(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            ))
-        });
+    let gate = GateLayer::new(
+        state.clone(),
+        api.iter()
+            .chain(&pages)
+            .map(|(path, _)| &*Box::leak(path.clone().into_boxed_str())),
+    );
+    let api = routes(api).layer(MapResponseLayer::new(
+        api_headers as fn(Response) -> Response,
+    ));
+    let pages = routes(pages).layer(MapResponseLayer::new(
+        page_headers as fn(Response) -> Response,
+    ));
     Router::new()
         .merge(api)
         .merge(pages)
@@ -189,12 +166,32 @@ pub fn router(state: AppState) -> Router {
                 .layer(SetRequestIdLayer::x_request_id(CounterRequestId))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(TraceLayer::new_for_http())
-                .layer(from_fn_with_state(observed, middleware::observe))
-                .layer(from_fn_with_state(state.clone(), middleware::context))
-                .layer(from_fn_with_state(state.clone(), middleware::csrf))
+                .layer(gate)
                 .layer(DefaultBodyLimit::max(MAX_BODY)),
         )
         .with_state(state)
+}
+
+/// `Cache-Control: no-store` and `nosniff` on every API answer. One layer for all the
+/// static headers of a group: each `Router::layer` call boxes every route once more, and
+/// each boxed route is cloned on every request.
+fn api_headers(mut resp: Response) -> Response {
+    let headers = resp.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
+/// The pages' [`SECURITY_HEADERS`].
+fn page_headers(mut resp: Response) -> Response {
+    let headers = resp.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    resp
 }
 
 /// The service hyper runs: the [`router`], its 405s turned into the contract's JSON (from

@@ -1,6 +1,6 @@
 //! The browser pages: HTML shells, CSS, JavaScript and the logo, compiled into the binary
 //! (`include_str!`/`include_bytes!`, no runtime file paths), served with strict security
-//! headers ([`SECURITY_HEADERS`], a layer on the pages' routes).
+//! headers ([`SECURITY_HEADERS`], set by one layer on the pages' routes).
 //!
 //! The pages hold no session logic: each shell loads its script, which calls `/api/v1`
 //! and renders every state itself (loading, empty, error, session ended, no access). The

@@ -29,7 +29,8 @@ static META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some
 ///   `sessiongate_session_db_fallbacks_total` (cache unavailable, database asked)
 /// - `sessiongate_session_refreshes_total` (rows extended),
 ///   `sessiongate_session_refresh_attempts_total`, `sessiongate_session_refresh_failures_total`
-/// - `sessiongate_session_touches_total` (last-use writes)
+/// - `sessiongate_session_touches_total` (last-use writes),
+///   `sessiongate_session_touch_batches_total` (the batched statements that wrote them)
 /// - `sessiongate_session_revocations_total`, `sessiongate_cache_evict_failures_total`
 /// - `sessiongate_rate_limit_rejections_total{bucket}`, `sessiongate_rate_limit_fallbacks_total`
 /// - `sessiongate_audit_write_failures_total`
@@ -54,6 +55,7 @@ pub struct Metrics {
     pub refresh_attempts: Counter,
     pub refresh_failures: Counter,
     pub touches: Counter,
+    pub touch_batches: Counter,
     pub revocations: Counter,
     pub evict_failures: Counter,
     pub rate_limit_fallbacks: Counter,
@@ -98,6 +100,7 @@ impl Metrics {
             refresh_attempts: counter("sessiongate_session_refresh_attempts_total"),
             refresh_failures: counter("sessiongate_session_refresh_failures_total"),
             touches: counter("sessiongate_session_touches_total"),
+            touch_batches: counter("sessiongate_session_touch_batches_total"),
             revocations: counter("sessiongate_session_revocations_total"),
             evict_failures: counter("sessiongate_cache_evict_failures_total"),
             rate_limit_fallbacks: counter("sessiongate_rate_limit_fallbacks_total"),

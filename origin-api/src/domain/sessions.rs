@@ -449,6 +449,7 @@ pub async fn flush_touches(core: &Arc<Core>) {
     let now = whole_seconds(core.clock.now());
     let since = now - delta(core.policy.touch_interval);
     for batch in pending.chunks(TOUCH_BATCH) {
+        core.metrics.touch_batches.increment(1);
         match core.store.touch_sessions(batch, now, since).await {
             Ok(written) => core.metrics.touches.increment(written),
             Err(e) => tracing::debug!(error = %short(&e), "last use not recorded"),

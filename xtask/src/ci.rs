@@ -1,7 +1,9 @@
 //! `cargo xtask ci`: the whole CI, in order, each step timed. `.ci/run` calls it after
 //! `tools/provision.sh`. The tests run as the README says (`cargo test --workspace`), once
 //! on the embedded default and once on a fresh database of the machine's Postgres and its
-//! Redis (the services provision.sh starts), exactly as before.
+//! Redis (the services provision.sh starts), exactly as before. The fuzz targets are built
+//! (with cargo-fuzz's instrumentation) and their corpora replayed by the reliability
+//! suite's `fuzz` scenario, so no separate fuzz build step is needed.
 
 use std::time::Instant;
 
@@ -15,7 +17,6 @@ const STEPS: &[&str] = &[
     "clippy",
     "tests",
     "tests-pg",
-    "fuzz",
     "compose",
     "e2e",
     "browser",
@@ -71,11 +72,6 @@ async fn run_step(step: &str) -> anyhow::Result<()> {
             c.env("DATABASE_URL", &db.url)
                 .env("REDIS_URL", "redis://127.0.0.1:6379")
                 .env("SESSIONGATE_REQUIRE_PROXIES", "1");
-            status(c)
-        }
-        "fuzz" => {
-            let mut c = cargo(&["build", "--manifest-path", "shared/fuzz/Cargo.toml"]);
-            c.env("CARGO_TARGET_DIR", testkit::target_dir().join("fuzz"));
             status(c)
         }
         "compose" => status(cmd("python3", &[".ci/check-compose.py"])),

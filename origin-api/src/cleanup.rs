@@ -1,6 +1,6 @@
 //! Deleting expired sessions: the periodic in-process job (one instance per interval, by a
-//! cache lock with expiry, and on Postgres under an advisory lock) and the on-demand run
-//! used by the cron endpoint and `origin-api cleanup`.
+//! fixed-window counter in the cache, and on Postgres under an advisory lock) and the
+//! on-demand run used by the cron endpoint and `origin-api cleanup`.
 
 use std::sync::Arc;
 
@@ -27,10 +27,15 @@ pub async fn periodic(core: Arc<Core>, stop: tokio_util::sync::CancellationToken
             _ = ticker.tick() => {}
             () = stop.cancelled() => return,
         }
-        // Only one instance per interval: the lock expires with the interval.
-        match core.cache.set_nx(keys::CLEANUP_LOCK, "1", interval).await {
-            Ok(false) => continue,
-            Ok(true) => {}
+        // Only one instance per interval: the first to count in the interval's window runs
+        // the job (DESIGN.md's `v1:rl:<bucket>:{<id>}` fixed-window counter; no other key).
+        match core
+            .cache
+            .hit_window(&keys::cleanup_window(), interval)
+            .await
+        {
+            Ok((count, _)) if count > 1 => continue,
+            Ok(_) => {}
             Err(e) => {
                 tracing::debug!(error = %e, "cleanup lock unavailable; relying on the database lock")
             }

@@ -129,16 +129,6 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
-    async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, CacheError> {
-        Ok(self.locked(|now| {
-            if self.live(key, now).is_some() {
-                return false;
-            }
-            self.put(key, value, Some(ttl), now);
-            true
-        }))
-    }
-
     async fn set_unless_guarded(
         &self,
         key: &str,

@@ -35,7 +35,6 @@ pub struct CacheError(pub String);
 /// Redis Cluster hash tag: a session's entry and tombstone share a slot.
 pub mod keys {
     pub const USERS_VERSION: &str = "v1:users:_ver";
-    pub const CLEANUP_LOCK: &str = "v1:lock:cleanup";
 
     /// A session's entry (the user snapshot inside).
     pub fn session(hash: &str) -> String {
@@ -59,6 +58,12 @@ pub mod keys {
     pub fn rate_limit(bucket: &str, id: &str) -> String {
         format!("v1:rl:{bucket}:{{{id}}}")
     }
+
+    /// The periodic clean-up's window: the instance that counts first in an interval runs
+    /// the job.
+    pub fn cleanup_window() -> String {
+        rate_limit("cleanup", "periodic")
+    }
 }
 
 /// A key/value cache with TTLs and counters. Every method touches one key, or (the
@@ -69,9 +74,6 @@ pub trait Cache: Send + Sync + 'static {
 
     /// Sets `key`; `ttl` `None` keeps it until deleted.
     async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), CacheError>;
-
-    /// Sets `key` only if absent; true when set.
-    async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, CacheError>;
 
     /// Sets `key` unless `guard` exists and, with `only_if_absent`, unless `key` exists.
     /// `key` and `guard` share a hash slot. True when written.
@@ -173,10 +175,6 @@ impl Cache for FaultyCache {
     async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), CacheError> {
         self.check()?;
         self.inner.set(key, value, ttl).await
-    }
-    async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, CacheError> {
-        self.check()?;
-        self.inner.set_nx(key, value, ttl).await
     }
     async fn set_unless_guarded(
         &self,

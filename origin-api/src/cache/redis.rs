@@ -283,14 +283,6 @@ impl Cache for RedisCache {
             .await
     }
 
-    async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, CacheError> {
-        let nx = Some(SetOptions::NX);
-        let reply: Option<String> = self
-            .call(|c| c.set(key, value, Some(Expiration::PX(millis(ttl))), nx, false))
-            .await?;
-        Ok(reply.is_some())
-    }
-
     async fn set_unless_guarded(
         &self,
         key: &str,

@@ -162,10 +162,10 @@ async fn redis_cluster_serves_the_session_contract() {
     let ttl: i64 = cluster.cli(&["PTTL", window]).await.parse().expect("ttl");
     assert!((1..=60_000).contains(&ttl), "{ttl}");
 
-    // The cleanup job's lock lives in the cluster, and the job runs: a week later every
-    // session has expired and is deleted.
-    wait_for("the cleanup lock", Duration::from_secs(10), || async {
-        (cluster.cli(&["EXISTS", "v1:lock:cleanup"]).await == "1").then_some(())
+    // The cleanup job's window (one instance per interval) lives in the cluster, and the job
+    // runs: a week later every session has expired and is deleted.
+    wait_for("the cleanup window", Duration::from_secs(10), || async {
+        (cluster.cli(&["EXISTS", "v1:rl:cleanup:{periodic}"]).await == "1").then_some(())
     })
     .await;
     let sessions = stored_sessions(&s).await.len() as f64;

@@ -40,29 +40,19 @@ impl RequestContext {
 
     /// Decides the context of a request from `peer`.
     pub fn of(config: &Config, peer: Option<SocketAddr>, headers: &HeaderMap) -> RequestContext {
-        let peer_ip = peer.map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip().to_canonical());
+        let peer_ip = peer_ip(peer);
         let trusted = config.is_trusted_proxy(peer_ip) && edge_proven(config, headers);
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let first = |v: &str| {
-            v.split(',')
-                .next()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
         let (client_ip, https, forwarded_host) = if trusted {
             (
                 forwarded_client(config, peer_ip, headers),
-                header("x-forwarded-proto")
-                    .and_then(first)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("https")),
-                header("x-forwarded-host").and_then(first),
+                forwarded_https(headers),
+                header(headers, "x-forwarded-host").and_then(first_entry),
             )
         } else {
             (peer_ip, false, None)
         };
         let host = forwarded_host
-            .or_else(|| header(HOST.as_str()).map(str::to_owned))
+            .or_else(|| header(headers, HOST.as_str()))
             .map(|h| h.trim().to_ascii_lowercase());
         RequestContext {
             client_ip,
@@ -70,6 +60,34 @@ impl RequestContext {
             host,
         }
     }
+
+    /// Only whether the request arrived over HTTPS, as [`RequestContext::of`] decides it:
+    /// what every answer needs (HSTS), without the address and host the rest need.
+    pub fn https_of(config: &Config, peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
+        config.is_trusted_proxy(peer_ip(peer))
+            && edge_proven(config, headers)
+            && forwarded_https(headers)
+    }
+}
+
+fn peer_ip(peer: Option<SocketAddr>) -> IpAddr {
+    peer.map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip().to_canonical())
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The first entry of a comma-separated forwarded header.
+fn first_entry(v: &str) -> Option<&str> {
+    v.split(',').next().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// A trusted proxy's `X-Forwarded-Proto: https`.
+fn forwarded_https(headers: &HeaderMap) -> bool {
+    header(headers, "x-forwarded-proto")
+        .and_then(first_entry)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 /// Without `EDGE_SECRET` a trusted range suffices; with it the request must carry it.

@@ -24,8 +24,8 @@ use crate::http::extract::Extras;
 use crate::http::state::AppState;
 use crate::metrics::RouteMetrics;
 
-/// The request's own layer, one job per request in one place: decides the request
-/// context, refuses cross-site writes ([`cross_site`]), gives the request its [`Extras`]
+/// The request's own layer, one job per request in one place: decides whether the request
+/// came over HTTPS, refuses cross-site writes ([`cross_site`]), gives the request its [`Extras`]
 /// and applies them to the answer, adds `Strict-Transport-Security` to every answer served
 /// over HTTPS, and counts and times the request by route pattern, method and status.
 ///
@@ -100,26 +100,30 @@ where
             .and_then(|p| gate.routes.get(p.as_str()).copied())
             .unwrap_or(gate.metrics.len() - 1);
         let peer = req.extensions().get::<Peer>().map(|p| p.0);
-        let ctx = RequestContext::of(&state.config, peer, req.headers());
-        let refused = csrf_applies(state, req.uri().path())
-            && cross_site(
+        // The full context (client address, host) only where the CSRF rule needs it; the
+        // extractors that need it decide it themselves (`extract::context`).
+        let mut refused = false;
+        if state_changing(req.method()) && csrf_applies(state, req.uri().path()) {
+            let ctx = RequestContext::of(&state.config, peer, req.headers());
+            refused = cross_site(
                 req.method(),
                 req.headers(),
                 &ctx,
                 state.config.public_url.as_ref(),
             );
+            req.extensions_mut().insert(ctx);
+        }
         let finish = Finish {
             gate: gate.clone(),
             route,
             method: req.method().clone(),
-            https: ctx.https,
+            https: RequestContext::https_of(&state.config, peer, req.headers()),
             extras: Extras::default(),
             started,
         };
         let inner = if refused {
             None
         } else {
-            req.extensions_mut().insert(ctx);
             req.extensions_mut().insert(finish.extras.clone());
             Some(self.inner.call(req))
         };
@@ -200,6 +204,14 @@ where
     }
 }
 
+/// The methods the CSRF rule applies to.
+fn state_changing(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PATCH | Method::DELETE | Method::PUT
+    )
+}
+
 /// True when a state-changing request comes from another site. Its `Origin` must equal
 /// `PUBLIC_URL` (scheme, host and port), or without it the request's own scheme and host;
 /// a default port counts only for its own scheme.
@@ -209,10 +221,7 @@ pub fn cross_site(
     ctx: &RequestContext,
     public_url: Option<&PublicUrl>,
 ) -> bool {
-    if !matches!(
-        *method,
-        Method::POST | Method::PATCH | Method::DELETE | Method::PUT
-    ) {
+    if !state_changing(method) {
         return false;
     }
     let fetch_site = headers

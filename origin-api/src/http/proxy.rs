@@ -20,7 +20,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::gateway::watch::Watch;
 use crate::gateway::{Described, Outcome, assertions::identity_of};
-use crate::http::context::RequestContext;
+use crate::http::context::{Peer, RequestContext};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Extras, session_tokens};
 use crate::http::gateway::{Mode, answer};
@@ -66,7 +66,10 @@ pub async fn forward(State(state): State<AppState>, mut request: Request) -> Res
         .extensions()
         .get::<RequestContext>()
         .cloned()
-        .unwrap_or_else(|| RequestContext::of(&state.config, None, request.headers()));
+        .unwrap_or_else(|| {
+            let peer = request.extensions().get::<Peer>().map(|p| p.0);
+            RequestContext::of(&state.config, peer, request.headers())
+        });
     let extras = request
         .extensions()
         .get::<Extras>()

@@ -10,7 +10,8 @@ What it starts, all on loopback, and stops on exit: through `cargo xtask serve` 
 the way every harness starts services; `cargo xtask bench` sets TESTKIT_SERVE) its own
 redis-server (`--save '' --appendonly no`) and its own Postgres cluster (initdb defaults)
 on free ports, target/release/origin-api (one, then two processes) and `wrangler dev` (the
-edge) when its tools are installed; itself, target/release/bench_ceiling.
+edge) when its tools are installed; itself, target/release/bench_ceiling (and the helpers
+bench_helper, bench_ws and bench_watch).
 
 Sessions are not made by logging in 1M times: `bench_helper mint` signs tokens for
 session ids derived from a seed, and SQL `generate_series` inserts the matching rows (the
@@ -50,6 +51,7 @@ CEILING_BIN = TARGET / "release" / "bench_ceiling"
 METRICS_TOKEN = "bench-metrics-token"
 HELPER_BIN = TARGET / "release" / "bench_helper"
 WS_BIN = TARGET / "release" / "bench_ws"
+WATCH_BIN = TARGET / "release" / "bench_watch"
 APP_BIN = TARGET / "release" / "example-app"
 NGINX_RECIPE = REPO / "deploy" / "nginx" / "sessiongate.conf"
 # The commit before the move to axum (issue 10): the full run measures its warm verify too.
@@ -75,14 +77,14 @@ MODES = {
                  argon2_samples=20, login_conns=8, storm_verify_conns=32, edge_conns=8,
                  criterion_secs=3, pass_limit=1_000, procs=[1, 2, 4], gw_runs=3, nginx_conns=16,
                  latency_conns=8, sign_samples=2_000, ws_sockets=10_000, revokes=100, revoke_spread_ms=100,
-                 ws_hold=10),
+                 ws_hold=10, watch_sessions=10_000, watch_revokes=100, watch_secs=10, watch_churn=5_000),
     "smoke": dict(runs=1, dur=2, conns=64, warm_sessions=2_000, owners=200, login_users=50,
                   refresh_sessions=500, cold_check=1_000, cold_pool=20_000,
                   scales=[1_000, 20_000], expired=500, cleanup_runs=1,
                   argon2_samples=4, login_conns=8, storm_verify_conns=32, edge_conns=8,
                   criterion_secs=1, pass_limit=500, procs=[1, 2, 4], gw_runs=1, nginx_conns=16,
                   latency_conns=8, sign_samples=200, ws_sockets=200, revokes=10, revoke_spread_ms=100,
-                  ws_hold=3),
+                  ws_hold=3, watch_sessions=500, watch_revokes=10, watch_secs=2, watch_churn=500),
 }
 
 
@@ -1447,6 +1449,44 @@ class Bench:
         self.raw["websockets"] = dict(opened=opened, closes=closes, before=before, held=held, gets_per_s=gets,
                                       hold_cores=hold_cores)
 
+    def phase_watch(self):
+        """Closing revoked connections three ways, one after the other (bench_watch, against
+        the bench's own Redis, which it configures for keyspace notifications and restores):
+        the periodic re-check of gateway/watch.rs, Redis pub/sub of revocations, keyspace
+        notifications. No origin: the re-check goes through the origin's own SessionCache."""
+        cfg = self.cfg
+        S = "Closing revoked connections (bench_watch: re-check vs pub/sub vs keyspace notifications)"
+        n = cfg["watch_sessions"]
+        cmd = [str(WATCH_BIN), f"redis://127.0.0.1:{self.redis_port}", "--sessions", str(n),
+               "--revokes", str(cfg["watch_revokes"]), "--secs", str(cfg["watch_secs"]),
+               "--churn", str(cfg["watch_churn"]), "--json"]
+        self.record_command(cmd)
+        log_path = self.workdir / "bench_watch.log"
+        with self.phase(f"watch: {n} watched sessions, four mechanisms"):
+            with open(log_path, "w") as err:
+                p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        if p.returncode != 0:
+            raise BenchError(f"bench_watch: {log_path.read_text()[-2000:]}")
+        res = json.loads(p.stdout)
+        self.raw["watch"] = res
+        for m in res["mechanisms"].values():
+            lat = sorted(m["latency_ms"])
+            if m["not_seen"] or m["wrongly_closed"] or not lat:
+                raise BenchError(f"bench_watch, {m['label']}: {m['not_seen']} revokes not seen, "
+                                 f"{m['wrongly_closed']} live sessions seen ended")
+            idle, churn = m["idle"], m["churn"]
+            sweeps = "".join(f"; a full sweep after a reconnect ({s['in_flight']} in flight): {s['ms']:.0f} ms, "
+                             f"{s['commands']} commands" for s in m["sweeps"])
+            self.row(S, f"{m['label']}: revoke → seen, median", median(lat) / 1000, "s", "contract bound", 5.0,
+                     "≤ 5 s", median(lat) <= 5000, n=len(lat), fmt="{:.3f}",
+                     note=f"max {lat[-1]:.1f} ms, {len(lat)} revokes at random moments, {n:,} sessions watched")
+            self.row(S, f"{m['label']}: idle cost, client CPU", idle["client_cores"], "cores", fmt="{:.3f}",
+                     note=f"Redis {idle['redis_cmds_per_s']:.0f} commands/s, {idle['redis_cores']:.3f} cores; under "
+                          f"{m['churn_writes_per_s']:.0f} writes/s of other sessions' entries: "
+                          f"{churn['received_per_s']:.0f} messages/s received, {churn['discarded_per_s']:.0f} "
+                          f"discarded, client {churn['client_cores']:.3f} cores, Redis {churn['redis_cores']:.3f} "
+                          f"cores{sweeps}")
+
     def phase_rows(self):
         cfg, o = self.cfg, self.origin
         S = "Scaling"
@@ -1704,6 +1744,8 @@ class Bench:
             self.phase_gateway()
         if want("proxy"):
             self.phase_proxy()
+        if want("watch"):
+            self.phase_watch()
         if want("edge") and not self.args.skip_edge:
             self.phase_edge()
         if want("rows"):
@@ -1717,7 +1759,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="short CI run: checks the bench works, asserts no timing")
     ap.add_argument("--runs", type=int, help="runs per figure (default 5, smoke 1)")
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, smoke 2)")
-    ap.add_argument("--only", help="comma list of phases after warm: refresh,login,processes,gateway,proxy,edge,rows")
+    ap.add_argument("--only", help="comma list of phases after warm: refresh,login,processes,gateway,proxy,watch,edge,rows")
     ap.add_argument("--compare-bin", metavar="PATH",
                     help="also measure the warm verify of this origin binary (an older build) in the same run")
     ap.add_argument("--compare-rev", metavar="REV",

@@ -10,11 +10,17 @@
 //! (the contract's bound is 5 s). A session the check cannot answer for (both stores down)
 //! keeps its connections: the next period asks again.
 //!
-//! Alternatives weighed: Redis pub/sub of revocations reaches only instances subscribed at
-//! the time and misses expiries and role changes without more machinery; keyspace
-//! notifications need server configuration and miss Postgres-only deployments. One `GET` per
-//! distinct session per period costs what a warm request costs (BENCHMARKS.md measures
-//! 10,000 open connections).
+//! Alternatives weighed (`bench_watch`, 10,000 watched sessions; BENCHMARKS.md, *Closing
+//! revoked connections*): this re-check costs 5,000 `GET`/s, 0.09 client cores and 0.05
+//! Redis cores one `GET` at a time (0.04 and 0.01 with 64 in flight), and sees a revoke in
+//! 1.2 s median, 2.0 s max. Redis pub/sub of revocations is ~free at idle and sees a revoke
+//! in 0.5 ms, but only what is published: expiries, role changes and user deletes need more
+//! machinery, and a subscriber that reconnects has lost messages and must sweep every
+//! session anyway (10,000 `GET`s). Keyspace notifications need server configuration, are
+//! node-local in Cluster, report entries rather than sessions (each event still needs this
+//! check) and cost every instance every session write of the deployment (9,500 discarded
+//! messages/s under 5,000 writes/s). Neither covers Postgres-only deployments; pub/sub
+//! could be added on top of this pass to shorten the revoke latency.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

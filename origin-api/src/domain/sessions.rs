@@ -345,18 +345,20 @@ pub async fn authenticate(core: &Arc<Core>, sid: &SessionId) -> DomainResult<Opt
 
 /// Whether a session still lives, and its user's role now, without the request-side
 /// effects of [`authenticate`] (no refresh, no touch): for re-checking long-lived
-/// connections. `Err` when neither the cache nor the database can tell.
+/// connections. A miss is backfilled as [`authenticate`] backfills it, so a connection held
+/// past `SESSION_CACHE_TTL` is checked from the cache again, not from the database on every
+/// period. `Err` when neither the cache nor the database can tell.
 pub async fn still_live(core: &Arc<Core>, sid: &SessionId) -> DomainResult<Option<Role>> {
     let hash = SessionHash::of(sid);
     let now = whole_seconds(core.clock.now());
-    if let Lookup::Hit(entry) = core.sessions.get(&hash).await {
-        return Ok((entry.expires_at > now).then_some(entry.user.role));
-    }
-    Ok(core
-        .store
-        .session_with_user(hash.as_str(), now)
+    let backfill = match core.sessions.get(&hash).await {
+        Lookup::Hit(entry) => return Ok((entry.expires_at > now).then_some(entry.user.role)),
+        Lookup::Miss => true,
+        Lookup::Unavailable(_) | Lookup::Disabled => false,
+    };
+    Ok(read_entry(core, &hash, now, backfill)
         .await?
-        .map(|(_, user)| Role::from_stored(&user.role)))
+        .map(|(entry, _)| entry.user.role))
 }
 
 async fn from_database(
@@ -366,6 +368,22 @@ async fn from_database(
     now: DateTime<Utc>,
     backfill: bool,
 ) -> DomainResult<Option<Session>> {
+    let Some((entry, last_used)) = read_entry(core, &hash, now, backfill).await? else {
+        return Ok(None);
+    };
+    touch(core, &hash, now, Some(last_used));
+    Ok(Some(live(core, sid, hash, entry, now)))
+}
+
+/// The session and its user from the database (one query), written back to the cache
+/// with `backfill` (refused while a revoke's tombstone or a user change marker lives);
+/// with the row's last use.
+async fn read_entry(
+    core: &Arc<Core>,
+    hash: &SessionHash,
+    now: DateTime<Utc>,
+    backfill: bool,
+) -> DomainResult<Option<(SessionEntry, DateTime<Utc>)>> {
     let Some((row, user)) = core.store.session_with_user(hash.as_str(), now).await? else {
         return Ok(None);
     };
@@ -378,11 +396,10 @@ async fn from_database(
     };
     if backfill {
         core.sessions
-            .put(&hash, &entry, now, Write::IfAbsent, read_at)
+            .put(hash, &entry, now, Write::IfAbsent, read_at)
             .await;
     }
-    touch(core, &hash, now, Some(row.last_used_at));
-    Ok(Some(live(core, sid, hash, entry, now)))
+    Ok(Some((entry, row.last_used_at)))
 }
 
 fn live(

@@ -230,3 +230,30 @@ async fn a_role_change_is_seen_on_the_next_authentication() {
     ));
     l.app.close().await;
 }
+
+/// Regression (bench_watch): the watcher's re-check did not write a missed entry back, so a
+/// connection held past `SESSION_CACHE_TTL` was checked against the database every period.
+#[tokio::test]
+async fn still_live_backfills_a_missed_entry() {
+    let l = Lifecycle::new().await;
+    l.register("held@example.com").await;
+    let sid = l.login("held@example.com", PASSWORD).await.expect("login");
+    let hash = SessionHash::of(&sid);
+    l.core().sessions.evict(&hash).await;
+    assert!(matches!(
+        l.core().sessions.get(&hash).await,
+        crate::cache::Lookup::Miss
+    ));
+    let role = sessions::still_live(l.core(), &sid)
+        .await
+        .expect("still live");
+    assert_eq!(role, Some(Role::User));
+    assert!(
+        matches!(
+            l.core().sessions.get(&hash).await,
+            crate::cache::Lookup::Hit(_)
+        ),
+        "the entry is back in the cache"
+    );
+    l.app.close().await;
+}

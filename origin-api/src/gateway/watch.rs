@@ -12,7 +12,8 @@
 //!
 //! Alternatives weighed (`bench_watch`, 10,000 watched sessions; BENCHMARKS.md, *Closing
 //! revoked connections*): this re-check costs 5,000 `GET`/s, 0.09 client cores and 0.05
-//! Redis cores one `GET` at a time (0.04 and 0.01 with 64 in flight), and sees a revoke in
+//! Redis cores one `GET` at a time (0.04 and 0.01 with 64 in flight, as a pass now asks),
+//! and sees a revoke in
 //! 1.2 s median, 2.0 s max. Redis pub/sub of revocations is ~free at idle and sees a revoke
 //! in 0.5 ms, but only what is published: expiries, role changes and user deletes need more
 //! machinery, and a subscriber that reconnects has lost messages and must sweep every
@@ -27,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use shared::SessionId;
 use shared::rules::Policy;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +39,15 @@ use crate::domain::types::Role;
 
 /// How often open connections' sessions are checked.
 pub const RECHECK: Duration = Duration::from_secs(2);
+/// Sessions checked at once during a pass.
+const CHECKS_IN_FLIGHT: usize = 64;
+
+fn rule_role(role: Role) -> shared::rules::Role {
+    match role {
+        Role::Admin => shared::rules::Role::Admin,
+        Role::User => shared::rules::Role::User,
+    }
+}
 
 struct Watched {
     sid: SessionId,
@@ -110,21 +121,22 @@ impl Watcher {
             .collect();
         // Each distinct session asked once; then one pass over the connections (not one
         // per session: with thousands of connections that was quadratic).
-        let mut verdicts: HashMap<String, Option<shared::rules::Role>> =
-            HashMap::with_capacity(sessions.len());
-        for (hash, sid) in sessions {
-            let role = match sessions::still_live(core, &sid).await {
-                Ok(Some(role)) => Some(role),
-                Ok(None) => None,
-                // Cannot tell: ask again next period.
-                Err(_) => continue,
-            };
-            let role = role.map(|r| match r {
-                Role::Admin => shared::rules::Role::Admin,
-                Role::User => shared::rules::Role::User,
-            });
-            verdicts.insert(hash, role);
-        }
+        // Up to CHECKS_IN_FLIGHT at once, so the cache's client pipelines them (bench_watch:
+        // a pass over 10,000 sessions in 62 ms instead of 287 ms one at a time, with half
+        // the client CPU and a quarter of Redis's).
+        let verdicts: HashMap<String, Option<shared::rules::Role>> =
+            futures_util::stream::iter(sessions)
+                .map(|(hash, sid)| async move {
+                    match sessions::still_live(core, &sid).await {
+                        Ok(role) => Some((hash, role.map(rule_role))),
+                        // Cannot tell: ask again next period.
+                        Err(_) => None,
+                    }
+                })
+                .buffer_unordered(CHECKS_IN_FLIGHT)
+                .filter_map(std::future::ready)
+                .collect()
+                .await;
         let mut closed = 0;
         for w in self.lock().values() {
             let Some(&role) = verdicts.get(&w.hash) else {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use testkit::{Edge, EdgeConfig, Origin, OriginConfig, Postgres, PostgresOptions, Proc, Redis};
 
-use crate::run::{cargo, cmd, status, status_within};
+use crate::run::{cmd, status_within};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -106,11 +106,8 @@ pub async fn run() -> anyhow::Result<()> {
     {
         bail!("Chromium or playwright-core is missing: run tools/provision.sh");
     }
-    // The release builds the bench and the reliability suite use too: built once per CI
-    // run. One package per build: building them together would unify their dependencies'
-    // features and give a second, different origin-api binary.
-    status(cargo(&["build", "--release", "-p", "origin-api"]))?;
-    status(cargo(&["build", "--release", "-p", "example-app"]))?;
+    // The release builds the bench and the reliability suite use too: built once per CI run.
+    crate::run::release_build()?;
     let pg = Postgres::start(PostgresOptions::default()).await?;
     // A Redis each: the rate-limit buckets of one line must not fill the other's.
     pages(&here, &pg, &Redis::start().await?).await?;

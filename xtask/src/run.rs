@@ -72,21 +72,40 @@ pub fn require(tool: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [args]`: the release origin (as everyone builds it), the example app
-/// (the app behind the gateway), the bench's helpers, then tools/bench/bench.py.
+/// Every release binary the harnesses run (the origin, the example app, the bench's helpers,
+/// the reliability suite), in one build. Always the same package set: cargo unifies the
+/// dependencies' features over the packages of one build, so building them one at a time,
+/// or in another set, compiles the shared dependencies again for each feature set (and gives
+/// a second, different origin binary). One set: the first harness of a CI run builds, the
+/// others find everything built.
+pub fn release_build() -> anyhow::Result<()> {
+    status(cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "origin-api",
+        "-p",
+        "example-app",
+        "-p",
+        "bench",
+        "-p",
+        "reliability",
+    ]))
+}
+
+/// `cargo xtask bench [args]`: the release builds ([`release_build`]), then
+/// tools/bench/bench.py.
 pub async fn bench(args: &[String]) -> anyhow::Result<()> {
     for tool in ["wrk", "redis-server", "psql", "python3", "nginx"] {
         require(tool)?;
     }
-    status(cargo(&["build", "--release", "-p", "origin-api"]))?;
-    status(cargo(&["build", "--release", "-p", "example-app"]))?;
-    status(cargo(&["build", "--release", "-p", "bench"]))?;
+    release_build()?;
     let mut c = cmd("python3", &["tools/bench/bench.py"]);
     c.args(args).env("TESTKIT_SERVE", serve_exe()?);
     status(c)
 }
 
-/// `cargo xtask reliability [args]`: the release origin and the suite, then the suite.
+/// `cargo xtask reliability [args]`: the release builds ([`release_build`]), then the suite.
 pub async fn reliability(args: &[String]) -> anyhow::Result<()> {
     for tool in ["redis-server", "psql", "node"] {
         require(tool)?;
@@ -98,8 +117,7 @@ pub async fn reliability(args: &[String]) -> anyhow::Result<()> {
     {
         bail!("cargo-fuzz is missing: run tools/provision.sh (or pass --no-fuzz)");
     }
-    status(cargo(&["build", "--release", "-p", "origin-api"]))?;
-    status(cargo(&["build", "--release", "-p", "reliability"]))?;
+    release_build()?;
     let bin = testkit::target_dir().join("release/reliability");
     let mut c = Command::new(bin);
     c.args(args).current_dir(testkit::repo_root());

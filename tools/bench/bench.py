@@ -72,15 +72,15 @@ CORES = os.cpu_count() or 1
 # shared/notes/dependency-facts.md (wrk -t2 -c64).
 MODES = {
     "full": dict(runs=5, dur=10, conns=64, warm_sessions=20_000, owners=1000, login_users=200,
-                 refresh_sessions=5_000, cold_check=4_000, cold_pool=200_000,
+                 refresh_sessions=5_000, cold_check=4_000, cold_pool=500_000,
                  scales=[1_000, 100_000, 1_000_000], expired=1_000, cleanup_runs=3,
                  argon2_samples=20, login_conns=8, storm_verify_conns=32, edge_conns=8,
                  criterion_secs=3, pass_limit=1_000, procs=[1, 2, 4], gw_runs=3, nginx_conns=16,
                  latency_conns=8, sign_samples=2_000, ws_sockets=10_000, revokes=100, revoke_spread_ms=100,
                  ws_hold=10, watch_sessions=10_000, watch_revokes=100, watch_secs=10, watch_churn=5_000),
     "smoke": dict(runs=1, dur=2, conns=64, warm_sessions=2_000, owners=200, login_users=50,
-                  refresh_sessions=500, cold_check=1_000, cold_pool=20_000,
-                  scales=[1_000, 20_000], expired=500, cleanup_runs=1,
+                  refresh_sessions=500, cold_check=1_000, cold_pool=50_000,
+                  scales=[1_000, 50_000], expired=500, cleanup_runs=1,
                   argon2_samples=4, login_conns=8, storm_verify_conns=32, edge_conns=8,
                   criterion_secs=1, pass_limit=500, procs=[1, 2, 4], gw_runs=1, nginx_conns=16,
                   latency_conns=8, sign_samples=200, ws_sockets=200, revokes=10, revoke_spread_ms=100,

@@ -29,11 +29,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The whole CI: fmt, clippy, tests on both backends, fuzz build, compose check, edge
-    /// e2e, browser test, bench smoke, reliability short.
+    /// The whole CI: fmt, clippy, tests on both backends, compose check, edge e2e, browser
+    /// test, bench smoke, reliability short (which builds and replays the fuzz targets).
     Ci {
-        /// Skip these steps (by name: fmt, clippy, tests, tests-pg, fuzz, compose, e2e,
-        /// browser, bench, reliability).
+        /// Skip these steps (by name: fmt, clippy, tests, tests-pg, compose, e2e, browser,
+        /// bench, reliability).
         #[arg(long, value_delimiter = ',')]
         skip: Vec<String>,
     },

@@ -350,8 +350,12 @@ enum Mechanism {
 impl Mechanism {
     fn label(self) -> String {
         match self {
-            Mechanism::Recheck(1) => "re-check every 2 s, one GET at a time (watch.rs)".into(),
-            Mechanism::Recheck(k) => format!("re-check every 2 s, {k} GETs in flight (pipelined)"),
+            Mechanism::Recheck(1) => "re-check every 2 s, one GET at a time".into(),
+            Mechanism::Recheck(k) => {
+                format!(
+                    "re-check every 2 s, {k} GETs in flight (pipelined; watch.rs since 4c85117)"
+                )
+            }
             Mechanism::PubSub => "Redis pub/sub of revocations".into(),
             Mechanism::Keyspace => format!("keyspace notifications ({KEYSPACE_CLASSES})"),
         }

@@ -451,56 +451,39 @@ async fn start_subscriber(
     board: Arc<Board>,
     stats: Arc<Stats>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use tokio::sync::broadcast::error::RecvError;
     let task = if mechanism == Mechanism::PubSub {
-        let mut rx = sub.message_rx();
+        let rx = sub.message_rx();
         tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(message) => {
-                        stats.received.fetch_add(1, Ordering::Relaxed);
-                        let hash: Option<String> = message.value.as_string();
-                        match hash.and_then(|h| board.index.get(&h).copied()) {
-                            Some(i) => board.ended(i),
-                            None => {
-                                stats.discarded.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+            drain(rx, &stats, |message| {
+                let hash: Option<String> = message.value.as_string();
+                match hash.and_then(|h| board.index.get(&h).copied()) {
+                    Some(i) => board.ended(i),
+                    None => {
+                        stats.discarded.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(RecvError::Lagged(n)) => {
-                        stats.lagged.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Err(RecvError::Closed) => return,
                 }
-            }
+            })
+            .await
         })
     } else {
-        let mut rx = sub.keyspace_event_rx();
+        let rx = sub.keyspace_event_rx();
         tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(event) => {
-                        stats.received.fetch_add(1, Ordering::Relaxed);
-                        *stats
-                            .by_event
-                            .lock()
-                            .unwrap()
-                            .entry(event.operation.clone())
-                            .or_default() += 1;
-                        let watched = event.key.as_str().and_then(|k| board.by_key(k));
-                        match (watched, event.operation.as_str()) {
-                            (Some(i), "del" | "expired") => board.ended(i),
-                            _ => {
-                                stats.discarded.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+            drain(rx, &stats, |event| {
+                *stats
+                    .by_event
+                    .lock()
+                    .unwrap()
+                    .entry(event.operation.clone())
+                    .or_default() += 1;
+                let watched = event.key.as_str().and_then(|k| board.by_key(k));
+                match (watched, event.operation.as_str()) {
+                    (Some(i), "del" | "expired") => board.ended(i),
+                    _ => {
+                        stats.discarded.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(RecvError::Lagged(n)) => {
-                        stats.lagged.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Err(RecvError::Closed) => return,
                 }
-            }
+            })
+            .await
         })
     };
     if mechanism == Mechanism::PubSub {
@@ -509,6 +492,28 @@ async fn start_subscriber(
         sub.psubscribe(PATTERN).await?;
     }
     Ok(task)
+}
+
+/// Hands every message of `rx` to `handle`, counting received and lagged ones, until the
+/// channel closes.
+async fn drain<T: Clone>(
+    mut rx: tokio::sync::broadcast::Receiver<T>,
+    stats: &Stats,
+    mut handle: impl FnMut(T),
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match rx.recv().await {
+            Ok(message) => {
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                handle(message);
+            }
+            Err(RecvError::Lagged(n)) => {
+                stats.lagged.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 /// xorshift64*: enough to spread revokes.
